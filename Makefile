@@ -1,0 +1,38 @@
+# simulsub: `make demo` and `make test` are the quick start; `make setup` builds .venv only.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+APT_PACKAGES := espeak-ng libsndfile1
+
+.PHONY: setup demo lint test train-marian clean-venv
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then echo "apt-get install$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "warning: missing system packages:$$missing (run: sudo apt-get install$$missing)"; fi; \
+	fi
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,train,dev]'
+	@touch $(STAMP)
+
+demo: setup
+	$(VENV)/bin/simulsub replay-text --source recordings/demo/demo.en --reference recordings/demo/demo.de \
+	  --policy reta --beam 4 --mask-k 2 --show --log $(VENV)/demo-reta.jsonl
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy app streaming models web benchmarks
+
+test: lint
+	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc
+
+train-marian: setup
+	$(VENV)/bin/simulsub train marian --export
+
+clean-venv:
+	rm -rf $(VENV)

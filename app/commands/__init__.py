@@ -1,0 +1,1 @@
+"""CLI sub-commands; each module has ``add_parser(subparsers)`` and sets ``run(args) -> int``."""

@@ -1,0 +1,112 @@
+"""``simulsub replay-text``: stream source sentences word by word through a policy; log and score."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+from app.errors import UserError
+from app.policies import POLICY_NAMES, PolicyConfig, build_policy
+from app.report import json_ready, print_summary
+from app.textio import read_sentences
+from streaming.clock import DEFAULT_WORD_MS
+from streaming.instance import InstanceRecord, score_instances
+from streaming.text_stream import TextStreamOptions, run_text_instance
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("replay-text", help="replay text sentences one source word per step through a policy")
+    p.add_argument("--source", required=True, metavar="F", help="source sentences, one per line")
+    p.add_argument("--reference", metavar="F", help="reference translations, one per line (enables BLEU/chrF)")
+    p.add_argument("--policy", choices=POLICY_NAMES, default="reta", help="simultaneous policy (default reta)")
+    p.add_argument("--model", metavar="DIR", help="translation model directory (default: bundled en→de)")
+    p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
+    p.add_argument("--mask-k", type=int, default=0, help="hide the last K words of non-final outputs (default 0)")
+    p.add_argument("--prefix-bias", choices=("off", "forced", "biased"), default="off",
+                   help="reuse the previous output: forced = displayed words are kept, "
+                        "biased = soft bias (default off)")
+    p.add_argument("--prefix-beta", type=float, default=0.5, help="bias strength for --prefix-bias biased (0..1)")
+    p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    p.add_argument("--word-ms", type=float, default=DEFAULT_WORD_MS,
+                   help="nominal ms per source word to express compute in words for *_CA (default 400)")
+    p.add_argument("--limit", type=int, default=0, help="replay only the first N sentences")
+    p.add_argument("--log", metavar="OUT.jsonl", help="write the SimulEval-style instances log here")
+    p.add_argument("--show", action="store_true", help="print every sentence's displayed revisions as it is replayed")
+    p.add_argument("--json", action="store_true", help="print one JSON object with the scores as the last line")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    sources = read_sentences(args.source, what="source file")
+    references: list[str | None] = [None] * len(sources)
+    if args.reference:
+        refs = read_sentences(args.reference, what="reference file", allow_empty_lines=True)
+        if len(refs) != len(sources):
+            raise UserError(f"{args.reference} has {len(refs)} lines but {args.source} has {len(sources)}")
+        references = list(refs)
+    if args.limit < 0:
+        raise UserError("--limit must be >= 0")
+    if args.limit:
+        sources, references = sources[: args.limit], references[: args.limit]
+    if args.word_ms <= 0:
+        raise UserError("--word-ms must be positive")
+    cfg = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
+                       mask_k=args.mask_k, prefix_bias=args.prefix_bias, prefix_beta=args.prefix_beta,
+                       threads=args.threads)
+    policy = build_policy(cfg)
+    options = TextStreamOptions(mask_k=args.mask_k, word_ms=args.word_ms)
+    log_file = _open_log(args.log)
+    records: list[InstanceRecord] = []
+    from models.marian.runtime import SourceTooLongError
+
+    try:
+        pairs = list(zip(sources, references, strict=True))
+        quiet = True if args.show else None  # None: a bar only on a terminal
+        bar = tqdm(pairs, desc=f"replay {args.policy}", unit="sent", file=sys.stderr, disable=quiet)
+        for index, (src, ref) in enumerate(bar):
+            try:
+                rec = run_text_instance(policy, src, index=index, reference=ref, options=options)
+            except SourceTooLongError as e:
+                raise UserError(f"{args.source}: line {index + 1}: {e}") from None
+            records.append(rec)
+            if args.show:
+                _show(rec)
+            if log_file is not None:
+                log_file.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
+                log_file.flush()
+    finally:
+        if log_file is not None:
+            log_file.close()
+    scores = score_instances(records)
+    title = (f"{args.policy} beam={args.beam} mask-k={args.mask_k} prefix={args.prefix_bias}: "
+             f"{len(records)} sentences (AL/LAAL/DAL in source words; *_CA at {args.word_ms:g} ms/word)")
+    print_summary(title, scores)
+    if args.log:
+        print(f"  log         {args.log}")
+    if args.json:
+        print(json.dumps(json_ready(scores)))
+    return 0
+
+
+def _show(rec: InstanceRecord) -> None:
+    """Print one replayed sentence: the source, then each displayed revision (the last one is final)."""
+    print(f"[{rec.index}] {rec.source}")
+    for i, text in enumerate(rec.revisions or []):
+        print(f"    {'=' if i == len(rec.revisions or []) - 1 else '~'} {text}")
+
+
+def _open_log(path: str | None) -> Any:
+    if not path:
+        return None
+    p = Path(path)
+    if p.parent and not p.parent.exists():
+        raise UserError(f"cannot write log {p}: folder {p.parent} does not exist")
+    try:
+        return open(p, "w", encoding="utf-8")
+    except OSError as e:
+        raise UserError(f"cannot write log {p}: {e.strerror}") from None

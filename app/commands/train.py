@@ -1,0 +1,49 @@
+"""``simulsub train``: train the default models (needs the ``[train]`` extra: torch, transformers)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from app.errors import UserError
+from app.profiles import DEFAULT_MT_MODEL
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("train", help="train a model family (resumable; checkpoints outside git)")
+    fam = p.add_subparsers(dest="family", required=True, metavar="FAMILY")
+    m = fam.add_parser("marian", help="the autoregressive en→de Transformer (Multi30k)")
+    m.add_argument("--work-dir", default="work/marian-en-de", help="checkpoints and logs (default work/marian-en-de)")
+    m.add_argument("--data-dir", help="Multi30k folder (default ../shared/data/multi30k or $SIMULSUB_MULTI30K)")
+    m.add_argument("--epochs", type=int, default=13, help="epochs to train in total (default 13)")
+    m.add_argument("--limit", type=int, default=0, help="use only the first N training pairs (smoke tests)")
+    m.add_argument("--vocab-size", type=int, default=8000, help="joint SentencePiece pieces (default 8000)")
+    m.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    m.add_argument("--export", metavar="DIR", nargs="?", const=str(DEFAULT_MT_MODEL),
+                   help="after training, average the last --average checkpoints and write the CTranslate2 "
+                        "int8 model to DIR (default: models/pretrained/marian-en-de)")
+    m.add_argument("--average", type=int, default=5, help="checkpoints to average on export (default 5)")
+    m.set_defaults(run=run_marian)
+
+
+def run_marian(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        from models.marian.train import MarianTrainOptions, finalize, train
+    except ImportError as e:
+        raise UserError(f"training needs the [train] extra ({e.name} is missing): pip install -e '.[train]'") from None
+    logging.getLogger().setLevel(logging.INFO)
+    opts = MarianTrainOptions(work_dir=Path(args.work_dir), epochs=args.epochs, limit=args.limit,
+                              vocab_size=args.vocab_size, threads=args.threads)
+    if args.data_dir:
+        opts.data_dir = Path(args.data_dir)
+    try:
+        work = train(opts)
+    except FileNotFoundError as e:
+        raise UserError(str(e)) from None
+    if args.export:
+        out = finalize(work, Path(args.export), average_last=args.average)
+        print(f"wrote {out}")
+    return 0

@@ -1,0 +1,56 @@
+"""``simulsub translate``: sentences on stdin, translations on stdout, one per line, in order."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from app.errors import UserError
+from app.profiles import load_translator
+from app.textio import read_stdin_sentences
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("translate", help="translate sentences from stdin (one per line) to stdout")
+    p.add_argument("--model", metavar="DIR", help="CTranslate2 model directory with source.spm/target.spm "
+                   "(default: the bundled en→de model; a converted OPUS-MT works too)")
+    p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads for CTranslate2 (default 1)")
+    p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.beam < 1:
+        raise UserError("--beam must be >= 1")
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be >= 1")
+    from models.marian.runtime import DecodeOptions, SourceTooLongError
+
+    translator = load_translator(args.model, threads=args.threads)
+    lines = read_stdin_sentences()
+    if not lines:
+        raise UserError("stdin is empty: pipe one sentence per line")
+    opts = DecodeOptions(beam_size=args.beam)
+    for start in range(0, len(lines), args.batch_size):
+        batch = lines[start : start + args.batch_size]
+        try:
+            outputs = translator.translate(batch, opts)
+        except SourceTooLongError as e:
+            line = start + 1 + _first_too_long(translator, batch)
+            raise UserError(f"stdin: line {line}: {e}") from None
+        sys.stdout.write("".join(o + "\n" for o in outputs))
+        sys.stdout.flush()
+    return 0
+
+
+def _first_too_long(translator: Any, batch: list[str]) -> int:
+    from models.marian.runtime import SourceTooLongError
+
+    for i, s in enumerate(batch):
+        try:
+            translator.encode_source(s)
+        except SourceTooLongError:
+            return i
+    return 0

@@ -1,0 +1,42 @@
+"""Build a streaming policy from CLI/config options (the registry later issues extend)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from app.errors import UserError
+from app.profiles import load_translator
+from streaming.policy import Policy
+
+POLICY_NAMES = ("reta",)
+
+
+@dataclass(frozen=True)
+class PolicyConfig:
+    """What a driver needs to build a policy; ``mask_k`` is also applied by the caption display."""
+
+    name: str = "reta"
+    model: Path | None = None
+    beam: int = 4
+    mask_k: int = 0
+    prefix_bias: str = "off"
+    prefix_beta: float = 0.5
+    threads: int = 1
+
+
+def build_policy(cfg: PolicyConfig) -> Policy:
+    if cfg.mask_k < 0:
+        raise UserError("--mask-k must be >= 0")
+    if cfg.beam < 1:
+        raise UserError("--beam must be >= 1")
+    if cfg.name == "reta":
+        from streaming.policies.reta import RetaOptions, RetaPolicy
+
+        try:
+            options = RetaOptions(beam_size=cfg.beam, prefix=cfg.prefix_bias,  # type: ignore[arg-type]
+                                  prefix_beta=cfg.prefix_beta, mask_k=cfg.mask_k)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+        return RetaPolicy(load_translator(cfg.model, threads=cfg.threads), options)
+    raise UserError(f"unknown policy {cfg.name!r}; choose one of {', '.join(POLICY_NAMES)}")

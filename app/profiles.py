@@ -1,0 +1,37 @@
+"""Where the bundled default models live and how a user's model directory is resolved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from app.errors import UserError
+
+if TYPE_CHECKING:
+    from models.marian.runtime import CT2Translator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+PRETRAINED_DIR = REPO_ROOT / "models" / "pretrained"
+DEFAULT_MT_MODEL = PRETRAINED_DIR / "marian-en-de"
+
+
+def resolve_mt_model(model: str | Path | None) -> Path:
+    """The CTranslate2 translation model directory to load (the bundled en→de model by default)."""
+    path = Path(model) if model else DEFAULT_MT_MODEL
+    if not path.is_dir():
+        hint = " (the bundled default is missing: is this a full checkout?)" if model is None else ""
+        raise UserError(f"model directory {path} does not exist{hint}")
+    return path
+
+
+def load_translator(model: str | Path | None, *, threads: int = 1, device: str = "cpu") -> CT2Translator:
+    """A :class:`models.marian.runtime.CT2Translator` over ``model``, with loading errors made user-facing."""
+    from models.marian.runtime import CT2Translator, ModelDirError
+
+    path = resolve_mt_model(model)
+    try:
+        return CT2Translator(path, intra_threads=threads, device=device)
+    except ModelDirError as e:
+        raise UserError(str(e)) from None
+    except RuntimeError as e:  # CTranslate2 refuses the files
+        raise UserError(f"cannot load {path} as a CTranslate2 model: {e}") from None

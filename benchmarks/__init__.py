@@ -1,0 +1,1 @@
+"""Benchmarks: measurements side by side, results under benchmarks/results/."""

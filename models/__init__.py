@@ -1,0 +1,1 @@
+"""Model families: torch definitions and training (imported only for training), exporters, runtimes, loaders."""

@@ -1,0 +1,1 @@
+"""Autoregressive Transformer (Marian layout): training in PyTorch, inference with CTranslate2."""

@@ -1,0 +1,1 @@
+"""Text data and tokenisation shared by the translation model families."""

@@ -1,0 +1,143 @@
+"""SimulEval-compatible instance records and their corpus scores.
+
+One record per instance (sentence or segment) with the fields of SimulEval's ``instances.log``:
+``index, prediction, delays, elapsed, prediction_length, reference, source_length`` (plus, here,
+``revisions``: every displayed output, for Normalized Erasure, and ``compute_ms``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from streaming.caption import CaptionState, common_prefix_len
+from streaming.metrics.latency import LatencyInput, corpus_latency
+from streaming.metrics.quality import corpus_bleu, corpus_chrf, normalized_erasure
+
+
+class LogFormatError(ValueError):
+    """An instances-log line is not a valid record."""
+
+
+@dataclass
+class InstanceRecord:
+    """One scored instance. Delays/elapsed are per prediction word, in source words (text) or ms (speech)."""
+
+    index: int
+    prediction: str
+    delays: list[float]
+    source_length: float
+    elapsed: list[float] | None = None
+    reference: str | None = None
+    revisions: list[str] | None = None
+    compute_ms: float | None = None
+    updates: int | None = None
+    source: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def prediction_length(self) -> int:
+        return len(self.prediction.split())
+
+    @property
+    def reference_length(self) -> int | None:
+        return None if self.reference is None else len(self.reference.split())
+
+    def erased_words(self) -> int:
+        """Words erased between successive displayed revisions (0 without a revision history)."""
+        erased, prev = 0, list[str]()
+        for text in self.revisions or []:
+            cur = text.split()
+            erased += len(prev) - common_prefix_len(prev, cur)
+            prev = cur
+        return erased
+
+    @classmethod
+    def from_caption(
+        cls, index: int, caption: CaptionState, *, source_length: float, reference: str | None = None,
+        compute_ms: float | None = None, updates: int | None = None, source: str | None = None,
+    ) -> InstanceRecord:
+        delays, elapsed = caption.word_timing()
+        return cls(
+            index=index, prediction=" ".join(caption.final_words), delays=delays, elapsed=elapsed,
+            source_length=source_length, reference=reference,
+            revisions=[r.text for r in caption.revisions], compute_ms=compute_ms, updates=updates, source=source,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "index": self.index, "prediction": self.prediction, "delays": self.delays,
+            "elapsed": self.elapsed, "prediction_length": self.prediction_length,
+            "reference": self.reference, "source_length": self.source_length,
+        }
+        for key in ("source", "revisions", "compute_ms", "updates"):
+            value = getattr(self, key)
+            if value is not None:
+                d[key] = value
+        d.update(self.extra)
+        return d
+
+    @classmethod
+    def from_json(cls, obj: Mapping[str, Any], *, default_index: int = 0) -> InstanceRecord:
+        """Validate and read one log object (``prediction``, ``delays``, ``source_length`` are required)."""
+        if not isinstance(obj, Mapping):
+            raise LogFormatError("a log line must be a JSON object")
+        for key in ("prediction", "delays", "source_length"):
+            if key not in obj:
+                raise LogFormatError(f"missing field '{key}'")
+        pred, delays, src_len = obj["prediction"], obj["delays"], obj["source_length"]
+        if not isinstance(pred, str):
+            raise LogFormatError("'prediction' must be a string")
+        if not _numbers(delays):
+            raise LogFormatError("'delays' must be a list of numbers")
+        if not isinstance(src_len, (int, float)) or isinstance(src_len, bool) or src_len <= 0:
+            raise LogFormatError("'source_length' must be a positive number")
+        if len(delays) != len(pred.split()):
+            raise LogFormatError(f"{len(delays)} delays for {len(pred.split())} prediction words")
+        elapsed = obj.get("elapsed")
+        if elapsed is not None and (not _numbers(elapsed) or len(elapsed) != len(delays)):
+            raise LogFormatError("'elapsed' must be a list of numbers, one per delay")
+        ref = obj.get("reference")
+        if ref is not None and not isinstance(ref, str):
+            raise LogFormatError("'reference' must be a string or null")
+        revisions = obj.get("revisions")
+        if revisions is not None and not (isinstance(revisions, list) and all(isinstance(r, str) for r in revisions)):
+            raise LogFormatError("'revisions' must be a list of strings")
+        index = obj.get("index", default_index)
+        known = {"index", "prediction", "delays", "elapsed", "prediction_length", "reference", "source_length",
+                 "revisions", "compute_ms", "updates", "source"}
+        return cls(
+            index=int(index), prediction=pred, delays=[float(x) for x in delays], source_length=float(src_len),
+            elapsed=None if elapsed is None else [float(x) for x in elapsed], reference=ref, revisions=revisions,
+            compute_ms=obj.get("compute_ms"), updates=obj.get("updates"), source=obj.get("source"),
+            extra={k: v for k, v in obj.items() if k not in known},
+        )
+
+
+def _numbers(x: object) -> bool:
+    return isinstance(x, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+
+
+def score_instances(records: Sequence[InstanceRecord]) -> dict[str, float]:
+    """Corpus scores: AL/LAAL/DAL/AP, their _CA variants when every record has ``elapsed``, BLEU/chrF when
+    every record has a reference, NE when revisions are logged, and compute per sentence/update when known."""
+    out: dict[str, float] = {"n": float(len(records))}
+    lat = [LatencyInput(r.delays, r.source_length, r.reference_length, r.elapsed) for r in records]
+    out.update(corpus_latency(lat))
+    if records and all(r.elapsed is not None for r in records):
+        out.update(corpus_latency(lat, computation_aware=True))
+    if records and all(r.reference is not None for r in records):
+        hyps = [r.prediction for r in records]
+        refs = [r.reference or "" for r in records]
+        out["BLEU"] = corpus_bleu(hyps, refs)
+        out["chrF"] = corpus_chrf(hyps, refs)
+    if records and all(r.revisions is not None for r in records):
+        out["NE"] = normalized_erasure([r.erased_words() for r in records], [r.prediction_length for r in records])
+    if records and all(r.compute_ms is not None for r in records):
+        total = sum(r.compute_ms or 0.0 for r in records)
+        out["compute_ms_per_sentence"] = total / len(records)
+        n_upd = sum(r.updates or 0 for r in records)
+        if n_upd:
+            out["compute_ms_per_update"] = total / n_upd
+    return out

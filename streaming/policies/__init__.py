@@ -1,0 +1,1 @@
+"""Simultaneous translation policies (each implements :class:`streaming.policy.Policy`)."""

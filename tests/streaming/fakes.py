@@ -1,0 +1,30 @@
+"""Deterministic stand-ins for model runtimes, so core tests need no model files."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+LEXICON = {"man": "Mann", "woman": "Frau", "walks": "geht", "runs": "rennt", "the": "der", ".": "."}
+
+
+@dataclass
+class LexiconTranslator:
+    """Word-by-word 'translation'; 'a' becomes 'eine' when 'woman' follows, so prefixes get revised."""
+
+    calls: list[tuple[str, int, str, float]] = field(default_factory=list)
+
+    def translate_sentence(
+        self, source: str, *, beam_size: int = 4, target_prefix: str = "", prefix_bias_beta: float = 0.0
+    ) -> str:
+        self.calls.append((source, beam_size, target_prefix, prefix_bias_beta))
+        words = source.split()
+        out = []
+        for i, w in enumerate(words):
+            if w.lower() == "a":
+                out.append("eine" if "woman" in words[i + 1 :] else "ein")
+            else:
+                out.append(LEXICON.get(w.lower(), w.upper()))
+        if target_prefix and not prefix_bias_beta:
+            pre = target_prefix.split()
+            out = pre + out[len(pre) :]
+        return " ".join(out)

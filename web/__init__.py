@@ -1,0 +1,1 @@
+"""Drivers that face people and networks: WebSocket server and client, Gradio page, static pages."""
