@@ -21,7 +21,7 @@ class PolicyConfig:
     beam: int = 4
     mask_k: int = 0
     prefix_bias: str = "off"
-    prefix_beta: float = 0.5
+    prefix_beta: float = 0.2
     threads: int = 1
 
 

@@ -30,7 +30,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--prefix-bias", choices=("off", "forced", "biased"), default="off",
                    help="reuse the previous output: forced = displayed words are kept, "
                         "biased = soft bias (default off)")
-    p.add_argument("--prefix-beta", type=float, default=0.5, help="bias strength for --prefix-bias biased (0..1)")
+    p.add_argument("--prefix-beta", type=float, default=0.2,
+                   help="bias strength for --prefix-bias biased, in (0, 1); 0.5 and above acts like forced "
+                        "(default 0.2)")
     p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     p.add_argument("--word-ms", type=float, default=DEFAULT_WORD_MS,
                    help="nominal ms per source word to express compute in words for *_CA (default 400)")

@@ -6,6 +6,11 @@ Stabilisation: display mask-k lives in :class:`streaming.caption.CaptionState`; 
   so what a user has seen is never revised (they become the stable prefix);
 - ``prefix="biased"``: the previous full output is passed as a soft prefix (CTranslate2
   ``prefix_bias_beta``), which favours but does not force it.
+
+A model trained on full sentences ends every output with sentence-final punctuation, also for a source
+prefix. With ``strip_partial_eos`` (default) a partial output loses that punctuation when the source read
+so far does not end a sentence: "Ein Mann." for "A man" is shown as "Ein Mann", so the next update
+"Ein Mann geht." does not count "Mann." as erased, and a reused prefix does not carry a premature period.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from streaming.translator import SentenceTranslator
 from streaming.types import EMPTY_TARGET, SourceState, TargetState
 
 PrefixMode = Literal["off", "forced", "biased"]
+SENTENCE_END = (".", "!", "?", "。", "！", "？")
 PREFIX_MODES: tuple[PrefixMode, ...] = ("off", "forced", "biased")
 
 
@@ -27,8 +33,9 @@ class RetaOptions:
 
     beam_size: int = 4
     prefix: PrefixMode = "off"
-    prefix_beta: float = 0.5
+    prefix_beta: float = 0.2
     mask_k: int = 0
+    strip_partial_eos: bool = True
 
     def __post_init__(self) -> None:
         if self.beam_size < 1:
@@ -84,6 +91,8 @@ class RetaPolicy:
             source.text, beam_size=opts.beam_size, target_prefix=prefix, prefix_bias_beta=beta
         )
         words = tuple(text.split())
+        if opts.strip_partial_eos and not source.finished:
+            words = strip_sentence_end(words, source.tokens)
         if stable and words[:stable] != tuple(prefix.split()):
             stable = 0  # the tokenizer re-segmented the forced prefix differently: promise nothing
         final = source.finished
@@ -100,3 +109,14 @@ class RetaPolicy:
             src = self._source
             return self.update(SourceState(src.tokens, src.amount, finished=True, stable=len(src.tokens)))
         return self._target
+
+
+def strip_sentence_end(words: tuple[str, ...], source: tuple[str, ...]) -> tuple[str, ...]:
+    """Drop sentence-final punctuation from a translation of a source prefix that does not end a sentence."""
+    if not words or (source and source[-1].endswith(SENTENCE_END)):
+        return words
+    last = words[-1]
+    trimmed = last.rstrip("".join(SENTENCE_END))
+    if trimmed == last:
+        return words
+    return (*words[:-1], trimmed) if trimmed else words[:-1]

@@ -84,3 +84,23 @@ def test_options_validated():
 def test_empty_source_rejected():
     with pytest.raises(ValueError):
         run_text_instance(RetaPolicy(LexiconTranslator()), "   ")
+
+
+def test_partial_outputs_lose_sentence_final_punctuation():
+    from streaming.policies.reta import strip_sentence_end
+
+    assert strip_sentence_end(("Ein", "Mann."), ("a", "man")) == ("Ein", "Mann")
+    assert strip_sentence_end(("Ein", "Mann", "."), ("a", "man")) == ("Ein", "Mann")
+    assert strip_sentence_end(("?",), ("what",)) == ()
+    assert strip_sentence_end(("Ein", "Mann."), ("a", "man.")) == ("Ein", "Mann.")
+    assert strip_sentence_end(("z.B", "ein"), ("e.g.", "a")) == ("z.B", "ein")
+
+
+def test_reta_strips_period_until_the_source_is_finished():
+    tr = LexiconTranslator()
+    rec = run_text_instance(RetaPolicy(tr), "a man walks .", timer=ticking_timer())
+    assert rec.revisions == ["ein", "ein Mann", "ein Mann geht", "ein Mann geht ."]
+    tr2 = LexiconTranslator()
+    rec2 = run_text_instance(RetaPolicy(tr2, RetaOptions(strip_partial_eos=False)), "a man . walks",
+                             timer=ticking_timer())
+    assert rec2.revisions[2] == "ein Mann ."

@@ -25,7 +25,7 @@ def test_ct2_float_greedy_matches_torch_greedy(tmp_path: Path) -> None:
     opts = DecodeOptions(beam_size=1, max_decoding_length=12)
     ct2_out = tr.translate_pieces([tr.encode_source(s) for s in sources], opts)
     for src, ct2_pieces in zip(sources, ct2_out, strict=True):
-        ids = torch.tensor([sp.encode(src) + [EOS_ID]])
+        ids = torch.tensor([[*sp.encode(src), EOS_ID]])
         gen = model.generate(input_ids=ids, num_beams=1, do_sample=False, max_new_tokens=12,
                              decoder_start_token_id=pad, bad_words_ids=[[pad]],
                              eos_token_id=EOS_ID, pad_token_id=pad, forced_eos_token_id=None)
