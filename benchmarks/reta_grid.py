@@ -60,7 +60,7 @@ def plot(rows: list[dict[str, object]], path: Path) -> None:
         m = markers[str(r["prefix"])]
         label = f"beam {r['beam']}, prefix {r['prefix']}"
         axes[0].scatter(r["LAAL"], r["BLEU"], c=colour, marker=m, label=label)
-        axes[0].annotate(f"k={r['mask_k']}", (r["LAAL"], r["BLEU"]), fontsize=7,  # type: ignore[arg-type]
+        axes[0].annotate(f"k={r['mask_k']}", (r["LAAL"], r["BLEU"]), fontsize=7,
                          xytext=(3, 3), textcoords="offset points")
         axes[1].scatter(r["NE"], r["BLEU"], c=colour, marker=m, label=label)
     axes[0].set_xlabel("LAAL (source words)")
