@@ -3,9 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := espeak-ng libsndfile1
+APT_PACKAGES := espeak-ng libsndfile1 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
-.PHONY: setup demo lint test train-marian clean-venv
+.PHONY: setup demo lint test train-marian train-paraformer clean-venv
 
 setup: $(STAMP)
 
@@ -33,6 +33,9 @@ test: lint
 
 train-marian: setup
 	$(VENV)/bin/simulsub train marian --export
+
+train-paraformer: setup
+	$(VENV)/bin/simulsub train paraformer --export
 
 clean-venv:
 	rm -rf $(VENV)

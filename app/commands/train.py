@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from app.commands import train_paraformer
 from app.errors import UserError
 from app.profiles import DEFAULT_MT_MODEL
 
@@ -25,6 +26,7 @@ def add_parser(sub: Any) -> None:
                         "int8 model to DIR (default: models/pretrained/marian-en-de)")
     m.add_argument("--average", type=int, default=5, help="checkpoints to average on export (default 5)")
     m.set_defaults(run=run_marian)
+    train_paraformer.add_family(fam)
 
 
 def run_marian(args: argparse.Namespace) -> int:

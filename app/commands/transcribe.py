@@ -1,0 +1,104 @@
+"""``simulsub transcribe AUDIO...``: speech to text with a Paraformer ONNX directory (ours or FunASR's)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from app.errors import UserError
+
+DEFAULT_ASR_MODEL = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "paraformer-en"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("transcribe", help="transcribe audio files (one line per file, in order)")
+    p.add_argument("audio", nargs="+", metavar="AUDIO",
+                   help="audio files (wav, flac, mp3, ogg; any sample rate and channel count)")
+    p.add_argument("--model", help="Paraformer ONNX directory: ours or a FunASR export "
+                                   "(default $SIMULSUB_ASR_MODEL or models/pretrained/paraformer-en)")
+    p.add_argument("--reference-file", metavar="F", help="reference transcripts, one line per audio file: report WER")
+    p.add_argument("--json", action="store_true", help="print one JSON object (texts, rtf, WER) as the last line")
+    p.add_argument("--streaming", action="store_true",
+                   help="decode as a live stream (chunks + look-ahead, CIF state carried) instead of offline")
+    p.add_argument("--chunk-ms", type=float, default=600.0, help="streaming chunk in ms (default 600)")
+    p.add_argument("--lookahead-ms", type=float, default=300.0, help="streaming look-ahead in ms (default 300)")
+    p.add_argument("--float", dest="quantized", action="store_false",
+                   help="use model.onnx instead of the int8 model_quant.onnx")
+    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    p.set_defaults(run=run)
+
+
+def _read_references(path: str, count: int) -> list[str]:
+    ref = Path(path)
+    try:
+        lines = ref.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"reference file {ref} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read reference file {ref}: {e}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if len(lines) != count:
+        raise UserError(f"reference file {ref} has {len(lines)} lines but {count} audio files were given")
+    return lines
+
+
+def run(args: argparse.Namespace) -> int:
+    from models.asr.audio import AudioError, load_audio
+    from models.asr.runtime import ModelDirError, ParaformerOnnx
+    from models.asr.streaming import StreamingOptions, StreamingRecognizer, stream_audio
+
+    for a in args.audio:
+        if not Path(a).is_file():
+            raise UserError(f"audio file {a} does not exist")
+    refs = _read_references(args.reference_file, len(args.audio)) if args.reference_file else None
+    if args.threads < 1 or args.chunk_ms <= 0 or args.lookahead_ms < 0:
+        raise UserError("--threads must be ≥ 1, --chunk-ms > 0 and --lookahead-ms ≥ 0")
+    model_dir = Path(args.model or os.environ.get("SIMULSUB_ASR_MODEL") or DEFAULT_ASR_MODEL)
+    if not model_dir.is_dir():
+        raise UserError(f"cannot load ASR model: {model_dir} does not exist (pass --model DIR, a Paraformer ONNX "
+                        "directory, or train the default with `simulsub train paraformer --export`)")
+    try:
+        model = ParaformerOnnx(model_dir, quantized=args.quantized, threads=args.threads)
+    except (ModelDirError, ValueError) as e:
+        raise UserError(f"cannot load ASR model: {e}") from None
+    recognizer = None
+    if args.streaming:
+        opts = StreamingOptions(chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms)
+        recognizer = StreamingRecognizer(model, opts)
+    texts: list[str] = []
+    audio_s = compute_s = 0.0
+    for a in args.audio:
+        try:
+            audio = load_audio(a, target_rate=model.sample_rate)
+        except AudioError as e:
+            raise UserError(str(e)) from None
+        t0 = time.perf_counter()
+        if recognizer is not None:
+            _, final = stream_audio(recognizer, audio)
+            text = final.text
+        else:
+            text = model.transcribe(audio)
+        compute_s += time.perf_counter() - t0
+        audio_s += audio.size / model.sample_rate
+        texts.append(text)
+        print(text, flush=True)
+    result: dict[str, Any] = {"texts": texts, "rtf": round(compute_s / max(audio_s, 1e-9), 5),
+                              "audio_s": round(audio_s, 3), "mode": "streaming" if args.streaming else "offline"}
+    if refs is not None:
+        from streaming.metrics.quality import word_error_rate
+
+        try:
+            result["WER"] = round(word_error_rate(texts, refs), 2)
+        except ValueError as e:
+            raise UserError(f"cannot compute WER: {e}") from None
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    elif refs is not None:
+        print(f"WER {result['WER']:.2f}  RTF {result['rtf']:.4f}", file=sys.stderr)
+    return 0

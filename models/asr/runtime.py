@@ -1,0 +1,251 @@
+"""onnxruntime Paraformer: loads our export and FunASR's offline ONNX directories alike (no torch).
+
+A model directory holds ``model.onnx`` (and optionally ``model_quant.onnx``), ``config.yaml`` (``frontend_conf``,
+``model_conf.predictor_bias``), ``am.mvn`` and ``tokens.json``. The offline graph maps ``speech`` float32
+``[B, T, 560]`` (LFR + CMVN features, one row per 60 ms) and ``speech_lengths`` int32 ``[B]`` to ``logits``
+``[B, N, V]`` (log-probabilities) and ``token_num`` int32 ``[B]``; with ``predictor_bias: 1`` the last of the
+``token_num`` positions is the end-of-sentence slot and is dropped.
+
+Our exports also carry the two halves used for streaming (``config.yaml`` → ``simulsub.streaming``):
+an encoder ``speech, speech_lengths → enc, enc_len, alphas`` and a decoder
+``enc, enc_len, acoustic_embeds, acoustic_embeds_len → logits``; CIF runs between them in numpy
+(:mod:`streaming.cif`), so its state can be carried from one chunk to the next.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from models.asr.frontend import Cmvn, Frontend, FrontendOptions, read_am_mvn
+from models.asr.tokens import TokenList
+from streaming.cif import DEFAULT_TAIL, DEFAULT_THRESHOLD
+
+logger = logging.getLogger(__name__)
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing a file or has one in a format the runtime cannot read."""
+
+
+@dataclass(frozen=True)
+class StreamingParts:
+    """File names of the streaming encoder and decoder graphs inside a model directory."""
+
+    encoder: str
+    decoder: str
+    encoder_quant: str | None = None
+    decoder_quant: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """What the runtime needs from ``config.yaml``."""
+
+    frontend: FrontendOptions
+    predictor_bias: int = 1
+    threshold: float = DEFAULT_THRESHOLD
+    tail: float = DEFAULT_TAIL
+    streaming: StreamingParts | None = None
+
+    @classmethod
+    def from_yaml(cls, data: dict[str, Any]) -> ModelConfig:
+        model_conf = data.get("model_conf") or {}
+        pred = data.get("predictor_conf") or {}
+        own = (data.get("simulsub") or {}).get("streaming")
+        parts = None
+        if isinstance(own, dict) and own.get("encoder") and own.get("decoder"):
+            parts = StreamingParts(
+                encoder=str(own["encoder"]), decoder=str(own["decoder"]),
+                encoder_quant=own.get("encoder_quant"), decoder_quant=own.get("decoder_quant"),
+            )
+        return cls(
+            frontend=FrontendOptions.from_config(data.get("frontend_conf")),
+            predictor_bias=int(model_conf.get("predictor_bias", 0)),
+            threshold=float(pred.get("threshold", DEFAULT_THRESHOLD)),
+            tail=float(pred.get("tail_threshold", DEFAULT_TAIL)),
+            streaming=parts,
+        )
+
+
+class _LenientLoader(yaml.SafeLoader):
+    """SafeLoader that reads unknown tags (``!!python/tuple``, ``!new:...``) as plain YAML values."""
+
+
+def _construct_unknown(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        return loader.construct_mapping(node, deep=True)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_scalar(node)  # type: ignore[arg-type]
+
+
+_LenientLoader.add_multi_constructor("", _construct_unknown)
+
+
+def read_config(model_dir: Path) -> dict[str, Any]:
+    """``config.yaml`` of a model directory as a mapping (FunASR's python tags tolerated)."""
+    path = model_dir / "config.yaml"
+    if not path.is_file():
+        raise ModelDirError(f"{model_dir} has no config.yaml: is it a Paraformer ONNX directory?")
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_LenientLoader)
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ModelDirError(f"{path} is not valid YAML: {e}") from None
+    if not isinstance(data, dict):
+        raise ModelDirError(f"{path} is not a YAML mapping")
+    return data
+
+
+def _session(path: Path, threads: int, providers: list[str] | None) -> Any:
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=providers or ["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / NoSuchFile types
+        raise ModelDirError(f"onnxruntime cannot load {path}: {str(e).strip()[:300]}") from None
+
+
+@dataclass(frozen=True)
+class Recognition:
+    """One decoded utterance: token ids (specials included, end slot removed), text and decoder score."""
+
+    ids: tuple[int, ...]
+    text: str
+    score: float
+
+
+class ParaformerOnnx:
+    """A Paraformer ONNX directory: features, offline decoding and (for our exports) the streaming halves."""
+
+    def __init__(
+        self,
+        model_dir: str | Path,
+        *,
+        quantized: bool = False,
+        threads: int = 1,
+        providers: list[str] | None = None,
+    ) -> None:
+        self.model_dir = Path(model_dir)
+        if not self.model_dir.is_dir():
+            raise ModelDirError(f"ASR model directory {self.model_dir} does not exist")
+        raw = read_config(self.model_dir)
+        self.config = ModelConfig.from_yaml(raw)
+        try:
+            self.tokens = TokenList.load(self.model_dir, raw)
+        except (FileNotFoundError, ValueError) as e:
+            raise ModelDirError(str(e)) from None
+        mvn = self.model_dir / "am.mvn"
+        cmvn: Cmvn | None = None
+        if mvn.is_file():
+            try:
+                cmvn = read_am_mvn(mvn)
+            except (ValueError, UnicodeDecodeError) as e:
+                raise ModelDirError(f"cannot read {mvn}: {e}") from None
+        else:
+            logger.warning("%s has no am.mvn: features are used without CMVN", self.model_dir)
+        self.frontend = Frontend(self.config.frontend, cmvn)
+        self.cmvn = cmvn
+        self.threads = threads
+        self._providers = providers
+        wanted, other = ("model_quant.onnx", "model.onnx") if quantized else ("model.onnx", "model_quant.onnx")
+        path = self.model_dir / wanted
+        if not path.is_file():
+            if not (self.model_dir / other).is_file():
+                raise ModelDirError(f"{self.model_dir} has neither model.onnx nor model_quant.onnx")
+            logger.warning("%s has no %s; using %s", self.model_dir, wanted, other)
+            path = self.model_dir / other
+        self.session = _session(path, threads, providers)
+        self._quantized = quantized
+        self._enc: Any = None
+        self._dec: Any = None
+        out_names = [o.name for o in self.session.get_outputs()]
+        if len(out_names) < 2:
+            raise ModelDirError(f"{path} has outputs {out_names}; expected logits and token_num")
+
+    @property
+    def sample_rate(self) -> int:
+        return self.config.frontend.fs
+
+    @property
+    def has_streaming(self) -> bool:
+        """True when the directory holds our split encoder/decoder graphs (CIF state carried across chunks)."""
+        return self.config.streaming is not None
+
+    def features(self, audio: np.ndarray) -> np.ndarray:
+        """LFR + CMVN features ``[frames, 560]`` of 16 kHz float audio."""
+        return self.frontend(audio)
+
+    def recognize_features(self, feats: np.ndarray) -> Recognition:
+        """Offline decoding of one utterance's features ``[T, D]``."""
+        if feats.shape[0] == 0:
+            return Recognition(ids=(), text="", score=0.0)
+        inputs = self.session.get_inputs()
+        feed = {
+            inputs[0].name: feats[None].astype(np.float32),
+            inputs[1].name: np.array([feats.shape[0]], dtype=np.int32),
+        }
+        logits, token_num = self.session.run(None, feed)[:2]
+        n = int(np.asarray(token_num).reshape(-1)[0])
+        return self.decode_logits(np.asarray(logits)[0, :n], drop_end_slot=True)
+
+    def decode_logits(self, logits: np.ndarray, *, drop_end_slot: bool) -> Recognition:
+        """Greedy (argmax) tokens of ``logits`` ``[N, V]``; ``drop_end_slot`` removes the predictor-bias slot."""
+        if drop_end_slot and self.config.predictor_bias > 0:
+            logits = logits[: max(0, logits.shape[0] - self.config.predictor_bias)]
+        if logits.shape[0] == 0:
+            return Recognition(ids=(), text="", score=0.0)
+        ids = logits.argmax(axis=-1)
+        score = float(logits.max(axis=-1).sum())
+        id_list = tuple(int(i) for i in ids)
+        return Recognition(ids=id_list, text=self.tokens.to_text(id_list), score=score)
+
+    def transcribe(self, audio: np.ndarray) -> str:
+        """Text of one 16 kHz float utterance (offline: the whole audio at once)."""
+        return self.recognize_features(self.features(audio)).text
+
+    # --- streaming halves (our exports only) -------------------------------------------------------------
+    def _streaming_sessions(self) -> tuple[Any, Any]:
+        parts = self.config.streaming
+        if parts is None:
+            raise ModelDirError(f"{self.model_dir} has no streaming encoder/decoder graphs")
+        if self._enc is None:
+            enc = parts.encoder_quant if self._quantized and parts.encoder_quant else parts.encoder
+            dec = parts.decoder_quant if self._quantized and parts.decoder_quant else parts.decoder
+            for name in (enc, dec):
+                if not (self.model_dir / name).is_file():
+                    raise ModelDirError(f"{self.model_dir} lists {name} in config.yaml but the file is missing")
+            self._enc = _session(self.model_dir / enc, self.threads, self._providers)
+            self._dec = _session(self.model_dir / dec, self.threads, self._providers)
+        return self._enc, self._dec
+
+    def encode(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Streaming encoder on a window of features ``[T, D]`` → encoder output ``[T, H]`` and alphas ``[T]``."""
+        enc_s, _ = self._streaming_sessions()
+        enc, _, alphas = enc_s.run(
+            None, {"speech": feats[None].astype(np.float32), "speech_lengths": np.array([feats.shape[0]], np.int32)}
+        )
+        return np.asarray(enc)[0], np.asarray(alphas)[0]
+
+    def decode_embeddings(self, enc: np.ndarray, embeds: np.ndarray) -> np.ndarray:
+        """Parallel decoder: encoder memory ``[T, H]`` and CIF embeddings ``[N, H]`` → log-probs ``[N, V]``."""
+        _, dec_s = self._streaming_sessions()
+        (logits,) = dec_s.run(
+            ["logits"],
+            {
+                "enc": enc[None].astype(np.float32),
+                "enc_len": np.array([enc.shape[0]], np.int32),
+                "acoustic_embeds": embeds[None].astype(np.float32),
+                "acoustic_embeds_len": np.array([embeds.shape[0]], np.int32),
+            },
+        )
+        return np.asarray(logits)[0]
