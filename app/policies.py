@@ -9,7 +9,7 @@ from app.errors import UserError
 from app.profiles import load_translator
 from streaming.policy import Policy
 
-POLICY_NAMES = ("reta",)
+POLICY_NAMES = ("reta", "waitk")
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class PolicyConfig:
     prefix_bias: str = "off"
     prefix_beta: float = 0.2
     threads: int = 1
+    k: int = 3
 
 
 def build_policy(cfg: PolicyConfig) -> Policy:
@@ -39,4 +40,11 @@ def build_policy(cfg: PolicyConfig) -> Policy:
         except ValueError as e:
             raise UserError(str(e)) from None
         return RetaPolicy(load_translator(cfg.model, threads=cfg.threads), options)
+    if cfg.name == "waitk":
+        from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
+
+        if cfg.k < 1:
+            raise UserError("--k must be >= 1")
+        translator = load_translator(cfg.model, threads=cfg.threads)
+        return OfflineWaitkPolicy(translator, WaitkOptions(k=cfg.k, beam_size=cfg.beam))
     raise UserError(f"unknown policy {cfg.name!r}; choose one of {', '.join(POLICY_NAMES)}")

@@ -15,3 +15,15 @@ class SentenceTranslator(Protocol):
     def translate_sentence(
         self, source: str, *, beam_size: int = 4, target_prefix: str = "", prefix_bias_beta: float = 0.0
     ) -> str: ...
+
+
+class PrefixContinuer(Protocol):
+    """Continue a forced target prefix by at most ``max_new_tokens`` subword tokens.
+
+    Returns the detokenised output (prefix included) and whether decoding ended by itself (end of
+    sentence) rather than by the token budget.
+    """
+
+    def continue_prefix(
+        self, source: str, target_prefix: str, *, beam_size: int = 1, max_new_tokens: int = 8
+    ) -> tuple[str, bool]: ...

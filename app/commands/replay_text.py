@@ -26,6 +26,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--policy", choices=POLICY_NAMES, default="reta", help="simultaneous policy (default reta)")
     p.add_argument("--model", metavar="DIR", help="translation model directory (default: bundled en→de)")
     p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
+    p.add_argument("--k", type=int, default=3, help="waitk: source words read before the first target word (default 3)")
     p.add_argument("--mask-k", type=int, default=0, help="hide the last K words of non-final outputs (default 0)")
     p.add_argument("--prefix-bias", choices=("off", "forced", "biased"), default="off",
                    help="reuse the previous output: forced = displayed words are kept, "
@@ -59,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--word-ms must be positive")
     cfg = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
                        mask_k=args.mask_k, prefix_bias=args.prefix_bias, prefix_beta=args.prefix_beta,
-                       threads=args.threads)
+                       threads=args.threads, k=args.k)
     policy = build_policy(cfg)
     options = TextStreamOptions(mask_k=args.mask_k, word_ms=args.word_ms)
     log_file = _open_log(args.log)
@@ -85,7 +86,8 @@ def run(args: argparse.Namespace) -> int:
         if log_file is not None:
             log_file.close()
     scores = score_instances(records)
-    title = (f"{args.policy} beam={args.beam} mask-k={args.mask_k} prefix={args.prefix_bias}: "
+    setting = f"k={args.k}" if args.policy == "waitk" else f"mask-k={args.mask_k} prefix={args.prefix_bias}"
+    title = (f"{args.policy} beam={args.beam} {setting}: "
              f"{len(records)} sentences (AL/LAAL/DAL in source words; *_CA at {args.word_ms:g} ms/word)")
     print_summary(title, scores)
     if args.log:

@@ -136,3 +136,16 @@ class CT2Translator:
         prefixes = [self.encode_target(target_prefix)] if target_prefix else None
         options = DecodeOptions(beam_size=beam_size, prefix_bias_beta=prefix_bias_beta)
         return self.decode_target(self.translate_pieces([self.encode_source(source)], options, prefixes)[0])
+
+    def continue_prefix(
+        self, source: str, target_prefix: str, *, beam_size: int = 1, max_new_tokens: int = 8
+    ) -> tuple[str, bool]:
+        """Extend ``target_prefix`` by at most ``max_new_tokens`` pieces; implements ``PrefixContinuer``."""
+        prefix = self.encode_target(target_prefix) if target_prefix else []
+        budget = min(len(prefix) + max_new_tokens, self.max_source_tokens - 1)
+        result = self.translator.translate_batch(
+            [self.encode_source(source)], target_prefix=[prefix] if prefix else None, beam_size=beam_size,
+            max_decoding_length=budget,
+        )[0]
+        pieces = list(result.hypotheses[0])
+        return self.decode_target(pieces), len(pieces) < budget

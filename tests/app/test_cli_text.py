@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 from pathlib import Path
 
@@ -156,3 +157,19 @@ def test_score_missing_and_empty_log(tmp_path, capsys):
     empty.write_text("", encoding="utf-8")
     code, _, err = run_cli(["score", str(empty)], capsys)
     assert code == 2 and "is empty" in err
+
+
+def test_replay_text_waitk_never_revises(tiny_marian_dir, tmp_path, capsys):
+    src = tmp_path / "src.en"
+    src.write_text("A man walks down the street.\nTwo dogs play in the snow.\n", encoding="utf-8")
+    log = tmp_path / "w.jsonl"
+    code, out, err = run_cli(["replay-text", "--source", str(src), "--policy", "waitk", "--k", "2", "--beam", "1",
+                              "--model", str(tiny_marian_dir), "--log", str(log), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["NE"] == 0
+    for row in map(json.loads, log.read_text(encoding="utf-8").splitlines()):
+        revs = row["revisions"]
+        assert all(b.split()[: len(a.split())] == a.split() for a, b in itertools.pairwise(revs))
+    code, _, err = run_cli(["replay-text", "--source", str(src), "--policy", "waitk", "--k", "0",
+                            "--model", str(tiny_marian_dir)], capsys)
+    assert code == 2 and "--k must be >= 1" in err

@@ -28,3 +28,17 @@ class LexiconTranslator:
             pre = target_prefix.split()
             out = pre + out[len(pre) :]
         return " ".join(out)
+
+
+@dataclass
+class LexiconContinuer(LexiconTranslator):
+    """The lexicon 'model' continuing a forced prefix by at most ``max_new_tokens`` words (one token = one word)."""
+
+    def continue_prefix(
+        self, source: str, target_prefix: str, *, beam_size: int = 1, max_new_tokens: int = 8
+    ) -> tuple[str, bool]:
+        full = self.translate_sentence(source, beam_size=beam_size, target_prefix=target_prefix).split()
+        if not source.rstrip().endswith("."):
+            full.append(".")  # like a full-sentence model: every output ends a sentence
+        budget = len(target_prefix.split()) + max_new_tokens
+        return " ".join(full[:budget]), len(full) <= budget
