@@ -1,0 +1,121 @@
+"""Export a trained NAT to ONNX (fp32 and int8) for ``models.nat.runtime``, which loads it without torch.
+
+The graph takes ``src_ids`` int64 [1, S] (SentencePiece ids ending with ``</s>``; dynamic S) and returns
+``tokens`` int64 [1, S·upsample]: the argmax class per decoder position, computed INSIDE the graph so the
+[T, V+1] logits never leave the session. The CTC collapse (merge repeats, drop blanks) runs in numpy.
+
+Output directory: ``model.onnx`` (fp32), ``model_int8.onnx`` (dynamic int8 weights, when asked), ``source.spm``
+(copy of the joint SentencePiece model) and ``config.json`` (ModelConfig fields + blank/pad ids + upsample +
+max_source_tokens).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from models.nat.model import ModelConfig, NATModel
+
+logger = logging.getLogger(__name__)
+
+OPSET = 17
+FP32_NAME = "model.onnx"
+INT8_NAME = "model_int8.onnx"
+
+
+class _ArgmaxWrapper(nn.Module):
+    """src_ids [1, S] → tokens [1, S·upsample] (argmax over pieces + blank)."""
+
+    def __init__(self, model: NATModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, src_ids: Tensor) -> Tensor:
+        return self.model(src_ids, None).argmax(-1)
+
+
+def export_onnx(model: NATModel, path: Path) -> Path:
+    """Write the fp32 ONNX graph of ``model`` (eval mode, batch 1, dynamic source length) to ``path``."""
+    model = model.eval()
+    dummy = torch.tensor([[5, 6, 7, 8, 1]], dtype=torch.long).clamp(max=model.cfg.vocab_size - 1)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(
+            _ArgmaxWrapper(model),
+            (dummy,),
+            str(path),
+            input_names=["src_ids"],
+            output_names=["tokens"],
+            dynamic_axes={"src_ids": {1: "S"}, "tokens": {1: "T"}},
+            opset_version=OPSET,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    logger.info("exported %s", path)
+    return path
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path) -> Path:
+    """Dynamic int8 quantisation of weights (QInt8, per tensor); activations are quantised at run time."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32_path), str(int8_path), per_channel=False, weight_type=QuantType.QInt8)
+    logger.info("quantised %s → %s", fp32_path, int8_path)
+    return int8_path
+
+
+def config_dict(cfg: ModelConfig) -> dict[str, Any]:
+    """What the runtime needs to know, JSON-ready."""
+    d: dict[str, Any] = asdict(cfg)
+    d.update(
+        blank_id=cfg.blank_id,
+        pad_id=cfg.pad_id,
+        eos_id=1,
+        max_source_tokens=cfg.max_source_tokens,
+        format="simulsub-nat-ctc",
+        input="src_ids",
+        output="tokens",
+    )
+    return d
+
+
+def convert(
+    model: NATModel,
+    spm_path: Path | str,
+    output_dir: Path | str,
+    *,
+    quantization: str | None = None,
+    force: bool = False,
+) -> Path:
+    """Write a runtime model directory for ``model``; returns it.
+
+    ``quantization``: None (fp32 only) or ``"int8"`` (fp32 + int8). Refuses to overwrite an existing
+    ``model.onnx`` unless ``force``.
+    """
+    if quantization not in (None, "int8"):
+        raise ValueError(f"quantization must be None or 'int8', not {quantization!r}")
+    out = Path(output_dir)
+    if (out / FP32_NAME).exists() and not force:
+        raise FileExistsError(f"{out / FP32_NAME} exists; pass force=True to overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    fp32 = export_onnx(model, out / FP32_NAME)
+    if quantization == "int8":
+        quantize_int8(fp32, out / INT8_NAME)
+    shutil.copyfile(spm_path, out / "source.spm")
+    (out / "config.json").write_text(json.dumps(config_dict(model.cfg), indent=2) + "\n", encoding="utf-8")
+    return out
+
+
+def load_checkpoint(path: Path | str) -> NATModel:
+    """A NATModel from a checkpoint holding ``{"config": asdict(ModelConfig), "model": state_dict}``."""
+    ckpt = torch.load(str(path), map_location="cpu", weights_only=True)
+    model = NATModel(ModelConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.eval()

@@ -1,0 +1,127 @@
+"""onnxruntime inference for the CTC NAT (no torch): one parallel pass per sentence, argmax inside the graph.
+
+A model directory (written by ``models.nat.export.convert``) holds ``model.onnx`` and/or ``model_int8.onnx``,
+``source.spm`` (the joint SentencePiece model) and ``config.json``.
+
+Sources are encoded as SentencePiece ids followed by ``</s>`` (id 1), as in training and as the AR model does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import sentencepiece as spm
+
+from models.marian.runtime import SourceTooLongError
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["ModelDirError", "NatTranslator", "SourceTooLongError", "ctc_collapse_np"]
+
+EOS_ID = 1
+
+
+class ModelDirError(ValueError):
+    """A directory is missing files or is not a simulsub NAT model directory."""
+
+
+def ctc_collapse_np(tokens: np.ndarray, blank: int) -> np.ndarray:
+    """Greedy CTC collapse of a 1-D id array: merge repeats, drop blanks."""
+    t = np.asarray(tokens).reshape(-1)
+    if t.size == 0:
+        return t
+    keep = np.ones(t.shape, dtype=bool)
+    keep[1:] = t[1:] != t[:-1]
+    keep &= t != blank
+    return t[keep]
+
+
+class NatTranslator:
+    """Sentence-in, sentence-out NAT translator; implements ``streaming.translator.SentenceTranslator``."""
+
+    def __init__(
+        self,
+        model_dir: Path | str,
+        *,
+        quantized: bool = True,
+        threads: int = 1,
+        providers: list[str] | None = None,
+    ) -> None:
+        """``quantized`` picks ``model_int8.onnx`` (else ``model.onnx``); ``threads`` = intra-op threads.
+
+        ``providers``: onnxruntime execution providers in order; None = CUDA first when available, then CPU.
+        """
+        self.model_dir = Path(model_dir)
+        onnx_name = "model_int8.onnx" if quantized else "model.onnx"
+        need = (onnx_name, "source.spm", "config.json")
+        if not self.model_dir.is_dir():
+            raise ModelDirError(f"{self.model_dir} is not a directory (expected a NAT model directory)")
+        missing = [n for n in need if not (self.model_dir / n).is_file()]
+        if missing:
+            raise ModelDirError(
+                f"{self.model_dir} is not a NAT model directory (missing: {', '.join(missing)}); "
+                "write one with models.nat.export.convert"
+            )
+        try:
+            cfg: dict[str, Any] = json.loads((self.model_dir / "config.json").read_text(encoding="utf-8"))
+            self.blank_id = int(cfg["blank_id"])
+            self.vocab_size = int(cfg["vocab_size"])
+            self.max_source_tokens = int(cfg["max_source_tokens"])
+            self.upsample = int(cfg["upsample"])
+        except (ValueError, KeyError, TypeError) as e:
+            raise ModelDirError(f"{self.model_dir / 'config.json'} is not a valid NAT config: {e}") from e
+        self.sp = spm.SentencePieceProcessor(model_file=str(self.model_dir / "source.spm"))
+        if self.sp.get_piece_size() != self.vocab_size:
+            raise ModelDirError(
+                f"source.spm has {self.sp.get_piece_size()} pieces but config.json says {self.vocab_size}"
+            )
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if providers is None:
+            available = ort.get_available_providers()
+            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
+        try:
+            self.session = ort.InferenceSession(str(self.model_dir / onnx_name), opts, providers=providers)
+        except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
+            raise ModelDirError(f"cannot load {self.model_dir / onnx_name}: {e}") from e
+        logger.info("NAT %s on %s", self.model_dir / onnx_name, self.session.get_providers())
+
+    def encode(self, text: str) -> list[int]:
+        """SentencePiece ids of ``text`` followed by ``</s>``; raises SourceTooLongError past the limit."""
+        ids: list[int] = [*self.sp.encode(text, out_type=int), EOS_ID]
+        if len(ids) > self.max_source_tokens:
+            raise SourceTooLongError(
+                f"source has {len(ids)} tokens (with </s>); this NAT accepts at most {self.max_source_tokens}"
+            )
+        return ids
+
+    def translate_ids(self, ids: list[int]) -> list[int]:
+        """One parallel pass: decoder argmax tokens → CTC collapse → piece ids (``</s>`` dropped)."""
+        src = np.asarray([ids], dtype=np.int64)
+        (tokens,) = self.session.run(["tokens"], {"src_ids": src})
+        out = ctc_collapse_np(tokens[0], self.blank_id)
+        out = out[(out != EOS_ID) & (out < self.vocab_size)]
+        return [int(i) for i in out]
+
+    def translate_sentence(
+        self, source: str, *, beam_size: int = 1, target_prefix: str = "", prefix_bias_beta: float = 0.0
+    ) -> str:
+        """Translate one (possibly partial) sentence.
+
+        A one-pass NAT has no search: ``beam_size``, ``target_prefix`` and ``prefix_bias_beta`` are accepted for
+        the protocol and ignored (re-translation policies handle stability with mask-k instead).
+        """
+        if not source.strip():
+            return ""
+        return str(self.sp.decode(self.translate_ids(self.encode(source))))
+
+    def translate(self, texts: list[str]) -> list[str]:
+        """Translate sentences one by one (batch 1 graph)."""
+        return [self.translate_sentence(t) for t in texts]
