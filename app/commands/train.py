@@ -27,6 +27,16 @@ def add_parser(sub: Any) -> None:
     m.add_argument("--average", type=int, default=5, help="checkpoints to average on export (default 5)")
     m.set_defaults(run=run_marian)
     train_paraformer.add_family(fam)
+    n = fam.add_parser("nat", help="the FReTNA non-autoregressive en→de model on distilled data (simulsub distill)")
+    n.add_argument("--distill-file", default="work/distill/distill.jsonl", help="output of `simulsub distill`")
+    n.add_argument("--work-dir", default="work/nat-en-de", help="checkpoints and logs (default work/nat-en-de)")
+    n.add_argument("--epochs", type=int, default=20, help="epochs to train in total (default 20)")
+    n.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    n.add_argument("--export", metavar="DIR", nargs="?", const=str(DEFAULT_MT_MODEL.parent / "nat-en-de"),
+                   help="after training, average the last --average checkpoints and write the ONNX model "
+                        "(fp32 + int8) to DIR (default: models/pretrained/nat-en-de)")
+    n.add_argument("--average", type=int, default=5, help="checkpoints to average on export (default 5)")
+    n.set_defaults(run=run_nat)
 
 
 def run_marian(args: argparse.Namespace) -> int:
@@ -48,4 +58,25 @@ def run_marian(args: argparse.Namespace) -> int:
     if args.export:
         out = finalize(work, Path(args.export), average_last=args.average)
         print(f"wrote {out}")
+    return 0
+
+
+def run_nat(args: argparse.Namespace) -> int:
+    import logging
+
+    try:
+        from models.nat.train import NatTrainOptions, finalize, train
+    except ImportError as e:
+        raise UserError(f"training needs the [train] extra ({e.name} is missing): pip install -e '.[train]'") from None
+    logging.getLogger().setLevel(logging.INFO)
+    opts = NatTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
+                           threads=args.threads)
+    if not opts.distill_file.is_file():
+        raise UserError(f"{opts.distill_file} does not exist: run `simulsub distill` first")
+    try:
+        work = train(opts)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    if args.export:
+        print(f"wrote {finalize(work, Path(args.export), opts.spm_model, average_last=args.average)}")
     return 0

@@ -1,0 +1,199 @@
+"""Train the FReTNA NAT on distilled data: one command, resumable by epoch, seeded, validation BLEU per epoch.
+
+Data: ``simulsub distill`` output (``distill.jsonl``): every training sentence with the teacher's full
+translation, plus ``prefixes_per_sentence`` sampled (seeded) word prefixes with the teacher's translation of
+each prefix, because re-translation feeds prefixes. Tokens: the AR model's joint SentencePiece model.
+Checkpoints ``epochNN.pt`` and ``log.jsonl`` go to ``work_dir`` (outside git); ``finalize`` averages the
+last epochs and writes the ONNX directory (fp32 + int8) that :class:`models.nat.runtime.NatTranslator` loads.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import sacrebleu
+import sentencepiece as spm
+import torch
+from tqdm import tqdm
+
+from models.marian.batching import make_batches
+from models.marian.distill import read_distilled
+from models.marian.export import average_state_dicts
+from models.nat.export import convert
+from models.nat.model import ModelConfig, NATModel, anneal_ratio, greedy_decode
+from models.text.data import load_split, multi30k_dir
+
+logger = logging.getLogger(__name__)
+EOS_ID = 1
+
+
+@dataclass
+class NatTrainOptions:
+    """Everything that determines a run (saved in ``work_dir/options.json``)."""
+
+    distill_file: Path = Path("work/distill/distill.jsonl")
+    spm_model: Path = Path("models/pretrained/marian-en-de/source.spm")
+    work_dir: Path = Path("work/nat-en-de")
+    data_dir: Path = field(default_factory=multi30k_dir)
+    prefixes_per_sentence: int = 2
+    d_model: int = 256
+    heads: int = 4
+    ffn_dim: int = 1024
+    encoder_layers: int = 3
+    decoder_layers: int = 3
+    upsample: int = 2
+    dropout: float = 0.1
+    max_tokens: int = 4000
+    lr: float = 7e-4
+    warmup_steps: int = 1000
+    clip_norm: float = 1.0
+    glance_start: float = 0.5
+    glance_end: float = 0.3
+    epochs: int = 20
+    seed: int = 1
+    threads: int = 2
+    val_limit: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
+    """Linear warm-up to ``peak`` over ``warmup`` steps, then inverse square-root decay."""
+    step = max(step, 1)
+    return peak * min(step / warmup, math.sqrt(warmup / step))
+
+
+def build_pairs(opts: NatTrainOptions) -> tuple[list[str], list[str]]:
+    """Full distilled pairs plus sampled prefix pairs (deterministic for ``opts.seed``)."""
+    src: list[str] = []
+    tgt: list[str] = []
+    for rec in read_distilled(opts.distill_file):
+        src.append(rec.source)
+        tgt.append(rec.full)
+        if rec.prefixes and opts.prefixes_per_sentence:
+            rng = random.Random(opts.seed * 1_000_003 + rec.index)
+            picks = rng.sample(range(len(rec.prefixes)), min(opts.prefixes_per_sentence, len(rec.prefixes)))
+            words = rec.source.split()
+            for j in sorted(picks):
+                src.append(" ".join(words[: j + 1]))
+                tgt.append(rec.prefixes[j])
+    if not src:
+        raise ValueError(f"{opts.distill_file} holds no pairs: run `simulsub distill` first")
+    return src, tgt
+
+
+def _collate(idx: list[int], src: list[list[int]], tgt: list[list[int]], pad: int) -> tuple[torch.Tensor, ...]:
+    s = torch.full((len(idx), max(len(src[i]) for i in idx)), pad, dtype=torch.long)
+    t = torch.zeros((len(idx), max(1, max(len(tgt[i]) for i in idx))), dtype=torch.long)
+    lens = torch.tensor([len(tgt[i]) for i in idx], dtype=torch.long)
+    for r, i in enumerate(idx):
+        s[r, : len(src[i])] = torch.tensor(src[i])
+        if tgt[i]:
+            t[r, : len(tgt[i])] = torch.tensor(tgt[i])
+    return s, t, lens
+
+
+def evaluate_bleu(model: NATModel, sp: spm.SentencePieceProcessor, sources: list[str], refs: list[str]) -> float:
+    """Greedy one-pass BLEU of ``model`` (PyTorch) on ``sources``."""
+    model.eval()
+    hyps: list[str] = []
+    for start in range(0, len(sources), 64):
+        batch = [[*ids, EOS_ID] for ids in sp.encode(sources[start : start + 64])]
+        s = torch.full((len(batch), max(map(len, batch))), model.cfg.pad_id, dtype=torch.long)
+        for r, ids in enumerate(batch):
+            s[r, : len(ids)] = torch.tensor(ids)
+        hyps.extend(sp.decode(out) for out in greedy_decode(model, s))
+    return float(sacrebleu.corpus_bleu(hyps, [refs]).score)
+
+
+def train(opts: NatTrainOptions) -> Path:
+    """Run (or resume) training; returns ``work_dir``."""
+    torch.set_num_threads(opts.threads)
+    work = opts.work_dir
+    work.mkdir(parents=True, exist_ok=True)
+    opts_path = work / "options.json"
+    if opts_path.exists():
+        saved = json.loads(opts_path.read_text())
+        changed = sorted(k for k, v in opts.to_json().items() if k not in ("epochs", "threads") and saved.get(k) != v)
+        if changed:
+            raise SystemExit(f"{work} holds a run with other options ({', '.join(changed)}); use another --work-dir")
+    opts_path.write_text(json.dumps(opts.to_json(), indent=2))
+    sp = spm.SentencePieceProcessor(model_file=str(opts.spm_model))
+    src_text, tgt_text = build_pairs(opts)
+    src_ids = [[*ids, EOS_ID] for ids in sp.encode(src_text)]
+    tgt_ids: list[list[int]] = sp.encode(tgt_text)
+    keep = [i for i in range(len(src_ids)) if len(tgt_ids[i]) <= opts.upsample * len(src_ids[i])]
+    logger.info("%d pairs (%d dropped: target longer than %d× source)", len(keep), len(src_ids) - len(keep),
+                opts.upsample)
+    src_ids, tgt_ids = [src_ids[i] for i in keep], [tgt_ids[i] for i in keep]
+    val = load_split(opts.data_dir, "val", "en", "de")
+    val_src, val_ref = val.source, val.target
+    if opts.val_limit:
+        val_src, val_ref = val_src[: opts.val_limit], val_ref[: opts.val_limit]
+
+    cfg = ModelConfig(vocab_size=sp.get_piece_size(), d_model=opts.d_model, heads=opts.heads, ffn_dim=opts.ffn_dim,
+                      encoder_layers=opts.encoder_layers, decoder_layers=opts.decoder_layers,
+                      upsample=opts.upsample, dropout=opts.dropout)
+    random.seed(opts.seed)
+    torch.manual_seed(opts.seed)
+    model = NATModel(cfg)
+    optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), eps=1e-9)
+    start_epoch, step = 1, 0
+    ckpts = sorted(work.glob("epoch*.pt"))
+    if ckpts:
+        state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, step = state["epoch"] + 1, state["step"]
+        logger.info("resumed from %s", ckpts[-1].name)
+    n_batches = len(make_batches(src_ids, tgt_ids, max_tokens=opts.max_tokens, seed=0))
+    total_steps = n_batches * opts.epochs
+    for epoch in range(start_epoch, opts.epochs + 1):
+        model.train()
+        batches = make_batches(src_ids, tgt_ids, max_tokens=opts.max_tokens, seed=opts.seed * 1000 + epoch)
+        t0, loss_sum = time.time(), 0.0
+        bar = tqdm(batches, desc=f"nat epoch {epoch}/{opts.epochs}", unit="batch", mininterval=5.0)
+        for n, idx in enumerate(bar, 1):
+            s, t, lens = _collate(idx, src_ids, tgt_ids, cfg.pad_id)
+            step += 1
+            for g in optim.param_groups:
+                g["lr"] = inverse_sqrt_lr(step, opts.lr, opts.warmup_steps)
+            ratio = anneal_ratio(step, total_steps, opts.glance_start, opts.glance_end)
+            loss = model.loss(s, t, lens, glance_ratio=ratio)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_norm)
+            optim.step()
+            loss_sum += float(loss.detach())
+            bar.set_postfix(loss=f"{loss_sum / n:.3f}", glance=f"{ratio:.2f}", refresh=False)
+        bar.close()
+        ckpt = work / f"epoch{epoch:02d}.pt"
+        torch.save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optim.state_dict(),
+                    "epoch": epoch, "step": step, "torch_rng": torch.get_rng_state()}, ckpt.with_suffix(".tmp"))
+        ckpt.with_suffix(".tmp").rename(ckpt)
+        bleu = evaluate_bleu(model, sp, val_src, val_ref)
+        rec = {"epoch": epoch, "step": step, "loss": round(loss_sum / max(len(batches), 1), 4),
+               "val_bleu": round(bleu, 2), "train_seconds": round(time.time() - t0, 1)}
+        logger.info("%s", rec)
+        with open(work / "log.jsonl", "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+    return work
+
+
+def finalize(work_dir: Path, out_dir: Path, spm_model: Path, *, average_last: int = 5) -> Path:
+    """Average the last ``average_last`` epoch checkpoints and write the ONNX runtime directory (fp32 + int8)."""
+    ckpts = sorted(work_dir.glob("epoch*.pt"))[-average_last:]
+    if not ckpts:
+        raise FileNotFoundError(f"no epoch checkpoints in {work_dir}: train first")
+    cfg = ModelConfig(**torch.load(ckpts[-1], map_location="cpu", weights_only=False)["config"])
+    model = NATModel(cfg)
+    model.load_state_dict(average_state_dicts(ckpts))
+    return convert(model.eval(), spm_model, out_dir, quantization="int8", force=True)
