@@ -6,10 +6,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import UserError
-from app.profiles import load_translator
+from app.profiles import DEFAULT_NAT_MODEL, load_translator
 from streaming.policy import Policy
 
-POLICY_NAMES = ("reta", "waitk")
+POLICY_NAMES = ("reta", "fretna", "waitk")
 
 
 @dataclass(frozen=True)
@@ -40,6 +40,19 @@ def build_policy(cfg: PolicyConfig) -> Policy:
         except ValueError as e:
             raise UserError(str(e)) from None
         return RetaPolicy(load_translator(cfg.model, threads=cfg.threads), options)
+    if cfg.name == "fretna":
+        from models.nat.runtime import ModelDirError, NatTranslator
+        from streaming.policies.fretna import FretnaPolicy
+
+        path = cfg.model or DEFAULT_NAT_MODEL
+        if not path.is_dir():
+            raise UserError(f"NAT model directory {path} does not exist (train one: simulsub distill && "
+                            "simulsub train nat --export, or pass --model DIR)")
+        try:
+            nat = NatTranslator(path, threads=cfg.threads)
+        except ModelDirError as e:
+            raise UserError(str(e)) from None
+        return FretnaPolicy(nat, mask_k=cfg.mask_k)
     if cfg.name == "waitk":
         from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED_DIR = REPO_ROOT / "models" / "pretrained"
 DEFAULT_MT_MODEL = PRETRAINED_DIR / "marian-en-de"
+DEFAULT_NAT_MODEL = PRETRAINED_DIR / "nat-en-de"
 
 
 def resolve_mt_model(model: str | Path | None) -> Path:

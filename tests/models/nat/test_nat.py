@@ -193,3 +193,26 @@ def test_viterbi_matches_brute_force() -> None:
         got = aligned[b, :n].tolist()
         assert ok[b] and ctc_collapse(got, blank) == want
         assert sum(float(logp[b, t, c]) for t, c in enumerate(got)) == pytest.approx(best, abs=1e-5)
+
+
+def test_fretna_replay_text_through_the_cli(
+    tiny: dict[str, Any], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import json
+
+    from app.cli import main
+
+    src = tmp_path / "src.en"
+    ref = tmp_path / "ref.de"
+    src.write_text("A man walks down the street.\nTwo dogs play in the snow.\n", encoding="utf-8")
+    ref.write_text("Ein Mann geht die Straße entlang.\nZwei Hunde spielen im Schnee.\n", encoding="utf-8")
+    log = tmp_path / "f.jsonl"
+    code = main(["replay-text", "--source", str(src), "--reference", str(ref), "--policy", "fretna",
+                 "--model", str(tiny["dir"]), "--mask-k", "1", "--log", str(log), "--json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert json.loads(out.strip().splitlines()[-1])["n"] == 2
+    rows = [json.loads(x) for x in log.read_text(encoding="utf-8").splitlines()]
+    assert [r["updates"] for r in rows] == [7, 7]  # one NAT pass per source word, plus finish
+    code = main(["replay-text", "--source", str(src), "--policy", "fretna", "--model", str(tmp_path / "none")])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
