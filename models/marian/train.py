@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import tempfile
 import time
@@ -25,6 +24,7 @@ from models.marian.export import EOS_ID, MarianArch, average_state_dicts, build_
 from models.marian.runtime import CT2Translator, DecodeOptions
 from models.text.data import load_split, multi30k_dir
 from models.text.spm import train_joint_spm
+from models.training import guard_options, inverse_sqrt_lr
 
 logger = logging.getLogger(__name__)
 
@@ -59,12 +59,6 @@ class MarianTrainOptions:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in d.items()}
 
 
-def lr_at(step: int, opts: MarianTrainOptions) -> float:
-    """Linear warm-up to ``opts.lr`` over ``warmup_steps``, then inverse square-root decay."""
-    step = max(step, 1)
-    return opts.lr * min(step / opts.warmup_steps, math.sqrt(opts.warmup_steps / step))
-
-
 def _checkpoints(work_dir: Path) -> list[Path]:
     return sorted(work_dir.glob("epoch*.pt"))
 
@@ -90,15 +84,7 @@ def train(opts: MarianTrainOptions) -> Path:
     torch.set_num_threads(opts.threads)
     work = opts.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    opts_path = work / "options.json"
-    if opts_path.exists():
-        saved = json.loads(opts_path.read_text())
-        changed = {k for k, v in opts.to_json().items() if k not in ("epochs", "threads") and saved.get(k) != v}
-        if changed:
-            raise SystemExit(
-                f"{work} holds a run with different options ({', '.join(sorted(changed))}); use another --work-dir"
-            )
-    opts_path.write_text(json.dumps(opts.to_json(), indent=2))
+    guard_options(work, opts.to_json())
 
     train_set = load_split(opts.data_dir, "train", opts.src_lang, opts.tgt_lang)
     val_set = load_split(opts.data_dir, "val", opts.src_lang, opts.tgt_lang)
@@ -150,7 +136,7 @@ def train(opts: MarianTrainOptions) -> Path:
             b = collate(idx, src_ids, tgt_ids, pad_id=pad, decoder_start_id=pad)
             step += 1
             for g in opt.param_groups:
-                g["lr"] = lr_at(step, opts)
+                g["lr"] = inverse_sqrt_lr(step, opts.lr, opts.warmup_steps)
             out = model(input_ids=b.input_ids, attention_mask=b.attention_mask, decoder_input_ids=b.decoder_input_ids)
             logits = out.logits[..., :pad]  # <pad> is the last id: never a target, never in the softmax
             loss = F.cross_entropy(

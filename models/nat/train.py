@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import random
 import time
 from dataclasses import asdict, dataclass, field
@@ -28,6 +27,7 @@ from models.marian.export import average_state_dicts
 from models.nat.export import convert
 from models.nat.model import ModelConfig, NATModel, anneal_ratio, greedy_decode
 from models.text.data import load_split, multi30k_dir
+from models.training import guard_options, inverse_sqrt_lr
 
 logger = logging.getLogger(__name__)
 EOS_ID = 1
@@ -62,12 +62,6 @@ class NatTrainOptions:
 
     def to_json(self) -> dict[str, object]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-
-def inverse_sqrt_lr(step: int, peak: float, warmup: int) -> float:
-    """Linear warm-up to ``peak`` over ``warmup`` steps, then inverse square-root decay."""
-    step = max(step, 1)
-    return peak * min(step / warmup, math.sqrt(warmup / step))
 
 
 def build_pairs(opts: NatTrainOptions) -> tuple[list[str], list[str]]:
@@ -118,13 +112,7 @@ def train(opts: NatTrainOptions) -> Path:
     torch.set_num_threads(opts.threads)
     work = opts.work_dir
     work.mkdir(parents=True, exist_ok=True)
-    opts_path = work / "options.json"
-    if opts_path.exists():
-        saved = json.loads(opts_path.read_text())
-        changed = sorted(k for k, v in opts.to_json().items() if k not in ("epochs", "threads") and saved.get(k) != v)
-        if changed:
-            raise SystemExit(f"{work} holds a run with other options ({', '.join(changed)}); use another --work-dir")
-    opts_path.write_text(json.dumps(opts.to_json(), indent=2))
+    guard_options(work, opts.to_json())
     sp = spm.SentencePieceProcessor(model_file=str(opts.spm_model))
     src_text, tgt_text = build_pairs(opts)
     src_ids = [[*ids, EOS_ID] for ids in sp.encode(src_text)]
