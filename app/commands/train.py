@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands import train_paraformer
+from app.commands.training import training_module
 from app.errors import UserError
 from app.profiles import DEFAULT_MT_MODEL
 
@@ -40,13 +41,8 @@ def add_parser(sub: Any) -> None:
 
 
 def run_marian(args: argparse.Namespace) -> int:
-    import logging
-
-    try:
-        from models.marian.train import MarianTrainOptions, finalize, train
-    except ImportError as e:
-        raise UserError(f"training needs the [train] extra ({e.name} is missing): pip install -e '.[train]'") from None
-    logging.getLogger().setLevel(logging.INFO)
+    mod = training_module("models.marian.train")
+    MarianTrainOptions, finalize, train = mod.MarianTrainOptions, mod.finalize, mod.train
     opts = MarianTrainOptions(work_dir=Path(args.work_dir), epochs=args.epochs, limit=args.limit,
                               vocab_size=args.vocab_size, threads=args.threads)
     if args.data_dir:
@@ -62,13 +58,8 @@ def run_marian(args: argparse.Namespace) -> int:
 
 
 def run_nat(args: argparse.Namespace) -> int:
-    import logging
-
-    try:
-        from models.nat.train import NatTrainOptions, finalize, train
-    except ImportError as e:
-        raise UserError(f"training needs the [train] extra ({e.name} is missing): pip install -e '.[train]'") from None
-    logging.getLogger().setLevel(logging.INFO)
+    mod = training_module("models.nat.train")
+    NatTrainOptions, finalize, train = mod.NatTrainOptions, mod.finalize, mod.train
     opts = NatTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
                            threads=args.threads)
     if not opts.distill_file.is_file():

@@ -6,10 +6,10 @@ Hooked into ``simulsub train`` by :func:`add_family` (called from :mod:`app.comm
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 from typing import Any
 
+from app.commands.training import training_module
 from app.errors import UserError
 
 DEFAULT_EXPORT = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "paraformer-en"
@@ -52,11 +52,8 @@ def add_family(fam: Any) -> None:
 
 
 def run_paraformer(args: argparse.Namespace) -> int:
-    try:
-        from models.paraformer.train import ParaformerTrainOptions, finalize, train
-    except ImportError as e:
-        raise UserError(f"training needs the [train] extra ({e.name} is missing): pip install -e '.[train]'") from None
-    logging.getLogger().setLevel(logging.INFO)
+    mod = training_module("models.paraformer.train")
+    ParaformerTrainOptions, finalize, train = mod.ParaformerTrainOptions, mod.finalize, mod.train
     opts = ParaformerTrainOptions(
         work_dir=Path(args.work_dir), epochs=args.epochs, copies=args.copies, limit=args.limit,
         val_limit=args.val_limit, d_model=args.d_model, encoder_layers=args.encoder_layers,
