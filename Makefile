@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := espeak-ng libsndfile1 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
-.PHONY: setup demo lint test train-marian train-paraformer clean-venv
+.PHONY: setup demo lint test train-marian train-paraformer distill train-nat train-waitk clean-venv
 
 setup: $(STAMP)
 
@@ -38,6 +38,20 @@ train-marian: setup
 
 train-paraformer: setup
 	$(VENV)/bin/simulsub train paraformer --export
+
+# the NAT and wait-k models start from the AR model's checkpoints (work/marian-en-de) and its distilled data
+work/distill/distill.jsonl:
+	$(MAKE) setup
+	@test -d work/marian-en-de || $(MAKE) train-marian
+	$(VENV)/bin/simulsub distill
+
+distill: work/distill/distill.jsonl
+
+train-nat: setup distill
+	$(VENV)/bin/simulsub train nat --export
+
+train-waitk: setup distill
+	$(VENV)/bin/simulsub train waitk --export
 
 clean-venv:
 	rm -rf $(VENV)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from app.errors import UserError
-from app.profiles import DEFAULT_NAT_MODEL, load_translator
+from app.profiles import DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, load_translator
 from streaming.policy import Policy
 
 POLICY_NAMES = ("reta", "fretna", "waitk")
@@ -24,6 +24,7 @@ class PolicyConfig:
     prefix_beta: float = 0.2
     threads: int = 1
     k: int = 3
+    shortlist: bool = True  # fretna: score only each source's lexical shortlist when the model has one
 
 
 def build_policy(cfg: PolicyConfig) -> Policy:
@@ -49,15 +50,30 @@ def build_policy(cfg: PolicyConfig) -> Policy:
             raise UserError(f"NAT model directory {path} does not exist (train one: simulsub distill && "
                             "simulsub train nat --export, or pass --model DIR)")
         try:
-            nat = NatTranslator(path, threads=cfg.threads)
+            nat = NatTranslator(path, threads=cfg.threads, use_shortlist=cfg.shortlist)
         except ModelDirError as e:
             raise UserError(str(e)) from None
         return FretnaPolicy(nat, mask_k=cfg.mask_k)
     if cfg.name == "waitk":
-        from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
-
         if cfg.k < 1:
             raise UserError("--k must be >= 1")
-        translator = load_translator(cfg.model, threads=cfg.threads)
-        return OfflineWaitkPolicy(translator, WaitkOptions(k=cfg.k, beam_size=cfg.beam))
+        return _waitk_policy(cfg)
     raise UserError(f"unknown policy {cfg.name!r}; choose one of {', '.join(POLICY_NAMES)}")
+
+
+def _waitk_policy(cfg: PolicyConfig) -> Policy:
+    """The trained incremental wait-k model when ``cfg.model`` is one (or, with no model given, the bundled one
+    when present); test-time wait-k over a CTranslate2 model otherwise."""
+    from models.waitk.runtime import WaitkModelDirError, WaitkOnnx, is_waitk_dir
+
+    path = cfg.model if cfg.model is not None else (DEFAULT_WAITK_MODEL if DEFAULT_WAITK_MODEL.is_dir() else None)
+    if path is not None and is_waitk_dir(path):
+        from streaming.policies.waitk import WaitkPolicy
+
+        try:
+            return WaitkPolicy(WaitkOnnx(path, threads=cfg.threads), cfg.k)
+        except WaitkModelDirError as e:
+            raise UserError(str(e)) from None
+    from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
+
+    return OfflineWaitkPolicy(load_translator(path, threads=cfg.threads), WaitkOptions(k=cfg.k, beam_size=cfg.beam))

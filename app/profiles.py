@@ -14,6 +14,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 PRETRAINED_DIR = REPO_ROOT / "models" / "pretrained"
 DEFAULT_MT_MODEL = PRETRAINED_DIR / "marian-en-de"
 DEFAULT_NAT_MODEL = PRETRAINED_DIR / "nat-en-de"
+DEFAULT_WAITK_MODEL = PRETRAINED_DIR / "waitk-en-de"
 
 
 def resolve_mt_model(model: str | Path | None) -> Path:

@@ -34,6 +34,8 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--prefix-beta", type=float, default=0.2,
                    help="bias strength for --prefix-bias biased, in (0, 1); 0.5 and above acts like forced "
                         "(default 0.2)")
+    p.add_argument("--no-shortlist", action="store_true",
+                   help="fretna: score every output piece instead of the model's lexical shortlist")
     p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     p.add_argument("--word-ms", type=float, default=DEFAULT_WORD_MS,
                    help="nominal ms per source word to express compute in words for *_CA (default 400)")
@@ -60,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--word-ms must be positive")
     cfg = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
                        mask_k=args.mask_k, prefix_bias=args.prefix_bias, prefix_beta=args.prefix_beta,
-                       threads=args.threads, k=args.k)
+                       threads=args.threads, k=args.k, shortlist=not args.no_shortlist)
     policy = build_policy(cfg)
     options = TextStreamOptions(mask_k=args.mask_k, word_ms=args.word_ms)
     log_file = _open_log(args.log)

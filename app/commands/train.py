@@ -31,13 +31,30 @@ def add_parser(sub: Any) -> None:
     n = fam.add_parser("nat", help="the FReTNA non-autoregressive en→de model on distilled data (simulsub distill)")
     n.add_argument("--distill-file", default="work/distill/distill.jsonl", help="output of `simulsub distill`")
     n.add_argument("--work-dir", default="work/nat-en-de", help="checkpoints and logs (default work/nat-en-de)")
-    n.add_argument("--epochs", type=int, default=20, help="epochs to train in total (default 20)")
+    n.add_argument("--epochs", type=int, default=6, help="epochs to train in total (default 6)")
+    n.add_argument("--init-from", default="work/marian-en-de", metavar="DIR",
+                   help="AR (simulsub train marian) work directory whose averaged checkpoints initialise the NAT "
+                        "(default work/marian-en-de); '' starts from random weights")
     n.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     n.add_argument("--export", metavar="DIR", nargs="?", const=str(DEFAULT_MT_MODEL.parent / "nat-en-de"),
                    help="after training, average the last --average checkpoints and write the ONNX model "
                         "(fp32 + int8) to DIR (default: models/pretrained/nat-en-de)")
-    n.add_argument("--average", type=int, default=5, help="checkpoints to average on export (default 5)")
+    n.add_argument("--average", type=int, default=3, help="checkpoints to average on export (default 3)")
     n.set_defaults(run=run_nat)
+    w = fam.add_parser("waitk", help="the wait-k en→de model (unidirectional encoder, k sampled per batch) on "
+                                     "distilled data (simulsub distill)")
+    w.add_argument("--distill-file", default="work/distill/distill.jsonl", help="output of `simulsub distill`")
+    w.add_argument("--work-dir", default="work/waitk-en-de", help="checkpoints and logs (default work/waitk-en-de)")
+    w.add_argument("--epochs", type=int, default=5, help="epochs to train in total (default 5)")
+    w.add_argument("--init-from", default="work/marian-en-de", metavar="DIR",
+                   help="AR (simulsub train marian) work directory whose averaged checkpoints initialise the model "
+                        "(default work/marian-en-de); '' starts from random weights")
+    w.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    w.add_argument("--export", metavar="DIR", nargs="?", const=str(DEFAULT_MT_MODEL.parent / "waitk-en-de"),
+                   help="after training, average the last --average checkpoints and write the ONNX step graphs "
+                        "(fp32 + int8) to DIR (default: models/pretrained/waitk-en-de)")
+    w.add_argument("--average", type=int, default=3, help="checkpoints to average on export (default 3)")
+    w.set_defaults(run=run_waitk)
 
 
 def run_marian(args: argparse.Namespace) -> int:
@@ -61,9 +78,23 @@ def run_nat(args: argparse.Namespace) -> int:
     mod = training_module("models.nat.train")
     NatTrainOptions, finalize, train = mod.NatTrainOptions, mod.finalize, mod.train
     opts = NatTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
-                           threads=args.threads)
+                           init_from=args.init_from, threads=args.threads)
     if not opts.distill_file.is_file():
         raise UserError(f"{opts.distill_file} does not exist: run `simulsub distill` first")
+    try:
+        work = train(opts)
+    except (FileNotFoundError, ValueError) as e:
+        raise UserError(str(e)) from None
+    if args.export:
+        print(f"wrote {finalize(work, Path(args.export), opts.spm_model, average_last=args.average)}")
+    return 0
+
+
+def run_waitk(args: argparse.Namespace) -> int:
+    mod = training_module("models.waitk.train")
+    WaitkTrainOptions, finalize, train = mod.WaitkTrainOptions, mod.finalize, mod.train
+    opts = WaitkTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
+                             init_from=args.init_from, threads=args.threads)
     try:
         work = train(opts)
     except (FileNotFoundError, ValueError) as e:

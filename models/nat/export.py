@@ -1,8 +1,9 @@
 """Export a trained NAT to ONNX (fp32 and int8) for ``models.nat.runtime``, which loads it without torch.
 
-The graph takes ``src_ids`` int64 [1, S] (SentencePiece ids ending with ``</s>``; dynamic S) and returns
+The graph takes ``src_ids`` int64 [1, S] (SentencePiece ids ending with ``</s>``; dynamic S) and ``vocab_ids``
+int64 [K] (the output classes to score: ``arange(V + 1)`` or a lexical shortlist holding the blank) and returns
 ``tokens`` int64 [1, S·upsample]: the argmax class per decoder position, computed INSIDE the graph so the
-[T, V+1] logits never leave the session. The CTC collapse (merge repeats, drop blanks) runs in numpy.
+[T, K] logits never leave the session. The CTC collapse (merge repeats, drop blanks) runs in numpy.
 
 Output directory: ``model.onnx`` (fp32), ``model_int8.onnx`` (dynamic int8 weights, when asked), ``source.spm``
 (copy of the joint SentencePiece model) and ``config.json`` (ModelConfig fields + blank/pad ids + upsample +
@@ -22,6 +23,8 @@ import torch
 from torch import Tensor, nn
 
 from models.nat.model import ModelConfig, NATModel
+from models.nat.shortlist import FILE_NAME as SHORTLIST_FILE
+from models.nat.shortlist import Shortlist
 
 logger = logging.getLogger(__name__)
 
@@ -31,29 +34,38 @@ INT8_NAME = "model_int8.onnx"
 
 
 class _ArgmaxWrapper(nn.Module):
-    """src_ids [1, S] → tokens [1, S·upsample] (argmax over pieces + blank)."""
+    """(src_ids [1, S], vocab_ids [K]) → tokens [1, S·upsample]: argmax over the classes in ``vocab_ids`` only.
+
+    ``vocab_ids`` (int64, must contain the blank) selects the rows of the tied output layer to score: all
+    ``V + 1`` classes (``arange``) or a lexical shortlist (``models.nat.shortlist``); the argmax is mapped
+    back to full ids inside the graph.
+    """
 
     def __init__(self, model: NATModel) -> None:
         super().__init__()
         self.model = model
 
-    def forward(self, src_ids: Tensor) -> Tensor:
-        return self.model(src_ids, None).argmax(-1)
+    def forward(self, src_ids: Tensor, vocab_ids: Tensor) -> Tensor:
+        states = self.model.states(src_ids, None)
+        weight = self.model.embed.weight.index_select(0, vocab_ids)  # [K, d]
+        best = torch.matmul(states, weight.t()).argmax(-1)  # [1, T] positions into vocab_ids
+        return vocab_ids.index_select(0, best.reshape(-1)).reshape(best.shape)
 
 
 def export_onnx(model: NATModel, path: Path) -> Path:
     """Write the fp32 ONNX graph of ``model`` (eval mode, batch 1, dynamic source length) to ``path``."""
     model = model.eval()
     dummy = torch.tensor([[5, 6, 7, 8, 1]], dtype=torch.long).clamp(max=model.cfg.vocab_size - 1)
+    vocab = torch.arange(model.cfg.num_classes, dtype=torch.long)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
             _ArgmaxWrapper(model),
-            (dummy,),
+            (dummy, vocab),
             str(path),
-            input_names=["src_ids"],
+            input_names=["src_ids", "vocab_ids"],
             output_names=["tokens"],
-            dynamic_axes={"src_ids": {1: "S"}, "tokens": {1: "T"}},
+            dynamic_axes={"src_ids": {1: "S"}, "vocab_ids": {0: "K"}, "tokens": {1: "T"}},
             opset_version=OPSET,
             do_constant_folding=True,
             dynamo=False,
@@ -80,7 +92,7 @@ def config_dict(cfg: ModelConfig) -> dict[str, Any]:
         eos_id=1,
         max_source_tokens=cfg.max_source_tokens,
         format="simulsub-nat-ctc",
-        input="src_ids",
+        inputs=["src_ids", "vocab_ids"],
         output="tokens",
     )
     return d
@@ -93,11 +105,12 @@ def convert(
     *,
     quantization: str | None = None,
     force: bool = False,
+    shortlist: Shortlist | None = None,
 ) -> Path:
     """Write a runtime model directory for ``model``; returns it.
 
     ``quantization``: None (fp32 only) or ``"int8"`` (fp32 + int8). Refuses to overwrite an existing
-    ``model.onnx`` unless ``force``.
+    ``model.onnx`` unless ``force``. ``shortlist`` is saved as ``shortlist.npz`` (the runtime then uses it).
     """
     if quantization not in (None, "int8"):
         raise ValueError(f"quantization must be None or 'int8', not {quantization!r}")
@@ -109,6 +122,8 @@ def convert(
     if quantization == "int8":
         quantize_int8(fp32, out / INT8_NAME)
     shutil.copyfile(spm_path, out / "source.spm")
+    if shortlist is not None:
+        shortlist.save(out / SHORTLIST_FILE)
     (out / "config.json").write_text(json.dumps(config_dict(model.cfg), indent=2) + "\n", encoding="utf-8")
     return out
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -49,6 +50,8 @@ class ModelConfig:
     upsample: int = 2
     dropout: float = 0.1
     max_positions: int = 1024  # decoder positions (tokens); sources may have max_positions // upsample tokens
+    norm_first: bool = True  # pre-norm layers (+ final norms); False: post-norm, the AR (Marian) layout
+    position_layout: str = "interleaved"  # sinusoid columns: "interleaved" sin/cos, or "halves" (Marian's)
 
     @property
     def blank_id(self) -> int:
@@ -68,14 +71,48 @@ class ModelConfig:
         return self.max_positions // self.upsample
 
 
-def sinusoidal_table(n: int, d: int) -> Tensor:
-    """[n, d] sinusoidal position encodings (Vaswani et al.)."""
+def sinusoidal_table(n: int, d: int, layout: str = "interleaved") -> Tensor:
+    """[n, d] sinusoidal position encodings (Vaswani et al.).
+
+    ``layout="interleaved"``: sin in even columns, cos in odd ones; ``"halves"``: all sines then all cosines,
+    as Marian/transformers' ``MarianSinusoidalPositionalEmbedding`` (so AR weights can initialise the NAT).
+    """
     pos = torch.arange(n, dtype=torch.float32).unsqueeze(1)
     div = torch.exp(torch.arange(0, d, 2, dtype=torch.float32) * (-math.log(10000.0) / d))
     pe = torch.zeros(n, d)
-    pe[:, 0::2] = torch.sin(pos * div)
-    pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
+    if layout == "interleaved":
+        pe[:, 0::2] = torch.sin(pos * div)
+        pe[:, 1::2] = torch.cos(pos * div)[:, : d // 2]
+    elif layout == "halves":
+        half = (d + 1) // 2
+        pe[:, :half] = torch.sin(pos * div)
+        pe[:, half:] = torch.cos(pos * div)[:, : d - half]
+    else:
+        raise ValueError(f"position_layout must be 'interleaved' or 'halves', not {layout!r}")
     return pe
+
+
+class _FusedAttention(torch.autograd.Function):
+    """Scaled dot-product attention over packed heads, exported as ONE onnxruntime ``MultiHeadAttention`` node.
+
+    A small NAT call is dominated by per-node dispatch cost, and written-out attention is ~20 nodes (reshapes,
+    transposes, two MatMuls, softmax, shape arithmetic) per layer; the contrib op does it in one. Used only in
+    ONNX export of unpadded (batch-1) inputs; the PyTorch forward is the same maths for parity checks.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, q: Tensor, k: Tensor, v: Tensor, heads: int) -> Tensor:
+        b, tq, d = q.shape
+        dk = d // heads
+        qh = q.reshape(b, tq, heads, dk).transpose(1, 2)
+        kh = k.reshape(b, -1, heads, dk).transpose(1, 2)
+        vh = v.reshape(b, -1, heads, dk).transpose(1, 2)
+        att = torch.softmax(torch.matmul(qh, kh.transpose(-1, -2)) * (1.0 / math.sqrt(dk)), dim=-1)
+        return torch.matmul(att, vh).transpose(1, 2).reshape(b, tq, d)
+
+    @staticmethod
+    def symbolic(g: Any, q: Any, k: Any, v: Any, heads: int) -> Any:
+        return g.op("com.microsoft::MultiHeadAttention", q, k, v, num_heads_i=heads)
 
 
 class Attention(nn.Module):
@@ -93,6 +130,9 @@ class Attention(nn.Module):
 
     def forward(self, x: Tensor, mem: Tensor, key_pad: Tensor | None) -> Tensor:
         """x [B, Tq, d] attends over mem [B, Tk, d]; key_pad [B, Tk] is True at padding."""
+        if key_pad is None and torch.onnx.is_in_onnx_export():
+            k, v = self.kv(mem).chunk(2, dim=-1)
+            return self.o(_FusedAttention.apply(self.q(x), k, v, self.h))
         b, tq, d = x.shape
         q = self.q(x).reshape(b, tq, self.h, self.dk).transpose(1, 2)
         k, v = self.kv(mem).reshape(b, -1, 2, self.h, self.dk).permute(2, 0, 3, 1, 4).unbind(0)
@@ -105,11 +145,12 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer layer: self-attention, optional cross-attention, feed-forward."""
+    """Transformer layer: self-attention, optional cross-attention, feed-forward; pre- or post-norm."""
 
     def __init__(self, cfg: ModelConfig, cross: bool) -> None:
         super().__init__()
         d = cfg.d_model
+        self.norm_first = cfg.norm_first
         self.n1 = nn.LayerNorm(d)
         self.self_att = Attention(d, cfg.heads, cfg.dropout)
         self.cross = cross
@@ -125,6 +166,12 @@ class Block(nn.Module):
     def forward(
         self, x: Tensor, pad: Tensor | None, mem: Tensor | None = None, mem_pad: Tensor | None = None
     ) -> Tensor:
+        if not self.norm_first:  # post-norm (Marian): residual first, then LayerNorm
+            x = self.n1(x + self.drop(self.self_att(x, x, pad)))
+            if self.cross:
+                assert mem is not None
+                x = self.n2(x + self.drop(self.cross_att(x, mem, mem_pad)))
+            return self.n3(x + self.drop(self.ff(x)))
         h = self.n1(x)
         x = x + self.drop(self.self_att(h, h, pad))
         if self.cross:
@@ -147,12 +194,13 @@ class NATModel(nn.Module):
         with torch.no_grad():
             self.embed.weight[cfg.pad_id].zero_()
         self.scale = math.sqrt(d)
-        self.register_buffer("pe", sinusoidal_table(cfg.max_positions, d), persistent=False)
+        self.register_buffer("pe", sinusoidal_table(cfg.max_positions, d, cfg.position_layout), persistent=False)
         self.encoder = nn.ModuleList(Block(cfg, cross=False) for _ in range(cfg.encoder_layers))
-        self.enc_norm = nn.LayerNorm(d)
+        # post-norm layers end in a LayerNorm already; pre-norm stacks need a final one
+        self.enc_norm: nn.Module = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
         self.up = nn.Linear(d, d * cfg.upsample)
         self.decoder = nn.ModuleList(Block(cfg, cross=True) for _ in range(cfg.decoder_layers))
-        self.dec_norm = nn.LayerNorm(d)
+        self.dec_norm: nn.Module = nn.LayerNorm(d) if cfg.norm_first else nn.Identity()
         self.drop = nn.Dropout(cfg.dropout)
 
     # -- pieces -----------------------------------------------------------------------------------
@@ -169,14 +217,22 @@ class NATModel(nn.Module):
         b, _, d = enc.shape
         return self.up(enc).reshape(b, -1, d)
 
-    def decode(self, dec_in: Tensor, dec_pad: Tensor | None, enc: Tensor, src_pad: Tensor | None) -> Tensor:
-        """Decoder inputs [B, T, d] → logits [B, T, V+1] (output layer tied to piece + blank embeddings)."""
+    def decode_states(self, dec_in: Tensor, dec_pad: Tensor | None, enc: Tensor, src_pad: Tensor | None) -> Tensor:
+        """Decoder inputs [B, T, d] → final decoder states [B, T, d] (before the output layer)."""
         t = dec_in.shape[1]
         x = self.drop(dec_in + self.pe[:t])
         for layer in self.decoder:
             x = layer(x, dec_pad, enc, src_pad)
-        x = self.dec_norm(x)
-        return F.linear(x, self.embed.weight[: self.cfg.num_classes])
+        return self.dec_norm(x)
+
+    def decode(self, dec_in: Tensor, dec_pad: Tensor | None, enc: Tensor, src_pad: Tensor | None) -> Tensor:
+        """Decoder inputs [B, T, d] → logits [B, T, V+1] (output layer tied to piece + blank embeddings)."""
+        return F.linear(self.decode_states(dec_in, dec_pad, enc, src_pad), self.embed.weight[: self.cfg.num_classes])
+
+    def states(self, src: Tensor, src_pad: Tensor | None = None) -> Tensor:
+        """src [B, S] → final decoder states [B, S·upsample, d] (``forward`` without the output layer)."""
+        enc = self.encode(src, src_pad)
+        return self.decode_states(self.upsample(enc), self.dec_pad_mask(src_pad), enc, src_pad)
 
     def dec_pad_mask(self, src_pad: Tensor | None) -> Tensor | None:
         return None if src_pad is None else src_pad.repeat_interleave(self.cfg.upsample, dim=1)

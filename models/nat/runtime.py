@@ -1,7 +1,8 @@
 """onnxruntime inference for the CTC NAT (no torch): one parallel pass per sentence, argmax inside the graph.
 
 A model directory (written by ``models.nat.export.convert``) holds ``model.onnx`` and/or ``model_int8.onnx``,
-``source.spm`` (the joint SentencePiece model) and ``config.json``.
+``source.spm`` (the joint SentencePiece model), ``config.json`` and optionally ``shortlist.npz`` (a lexical
+shortlist: the graph then scores only the candidate pieces of each source, see ``models.nat.shortlist``).
 
 Sources are encoded as SentencePiece ids followed by ``</s>`` (id 1), as in training and as the AR model does.
 """
@@ -18,6 +19,8 @@ import onnxruntime as ort
 import sentencepiece as spm
 
 from models.marian.runtime import SourceTooLongError
+from models.nat.shortlist import FILE_NAME as SHORTLIST_FILE
+from models.nat.shortlist import Shortlist
 
 logger = logging.getLogger(__name__)
 
@@ -51,8 +54,12 @@ class NatTranslator:
         quantized: bool = True,
         threads: int = 1,
         providers: list[str] | None = None,
+        use_shortlist: bool = True,
     ) -> None:
         """``quantized`` picks ``model_int8.onnx`` (else ``model.onnx``); ``threads`` = intra-op threads.
+
+        ``use_shortlist``: score only each source's shortlist when the directory has ``shortlist.npz``
+        (False, or no file: all pieces).
 
         ``providers``: onnxruntime execution providers in order; None = CUDA first when available, then CPU.
         """
@@ -91,7 +98,19 @@ class NatTranslator:
             self.session = ort.InferenceSession(str(self.model_dir / onnx_name), opts, providers=providers)
         except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
             raise ModelDirError(f"cannot load {self.model_dir / onnx_name}: {e}") from e
-        logger.info("NAT %s on %s", self.model_dir / onnx_name, self.session.get_providers())
+        names = [i.name for i in self.session.get_inputs()]
+        if names != ["src_ids", "vocab_ids"]:
+            raise ModelDirError(f"{self.model_dir / onnx_name} takes inputs {names}, expected ['src_ids', "
+                                "'vocab_ids']: re-export it with this version (models.nat.export.convert)")
+        self.all_classes = np.arange(self.vocab_size + 1, dtype=np.int64)
+        self.shortlist: Shortlist | None = None
+        if use_shortlist and (self.model_dir / SHORTLIST_FILE).is_file():
+            self.shortlist = Shortlist.load(self.model_dir / SHORTLIST_FILE)
+            if self.shortlist.vocab_size != self.vocab_size:
+                raise ModelDirError(f"{SHORTLIST_FILE} covers {self.shortlist.vocab_size} pieces, the model "
+                                    f"{self.vocab_size}")
+        logger.info("NAT %s on %s (%s)", self.model_dir / onnx_name, self.session.get_providers(),
+                    "lexical shortlist" if self.shortlist is not None else "all pieces")
 
     def encode(self, text: str) -> list[int]:
         """SentencePiece ids of ``text`` followed by ``</s>``; raises SourceTooLongError past the limit."""
@@ -105,7 +124,8 @@ class NatTranslator:
     def translate_ids(self, ids: list[int]) -> list[int]:
         """One parallel pass: decoder argmax tokens → CTC collapse → piece ids (``</s>`` dropped)."""
         src = np.asarray([ids], dtype=np.int64)
-        (tokens,) = self.session.run(["tokens"], {"src_ids": src})
+        vocab = self.all_classes if self.shortlist is None else self.shortlist.for_source(ids)
+        (tokens,) = self.session.run(["tokens"], {"src_ids": src, "vocab_ids": vocab})
         out = ctc_collapse_np(tokens[0], self.blank_id)
         out = out[(out != EOS_ID) & (out < self.vocab_size)]
         return [int(i) for i in out]

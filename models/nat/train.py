@@ -25,7 +25,9 @@ from models.marian.batching import make_batches
 from models.marian.distill import read_distilled
 from models.marian.export import average_state_dicts
 from models.nat.export import convert
+from models.nat.init_from_ar import init_from_ar, load_ar_state, nat_config_like_ar
 from models.nat.model import ModelConfig, NATModel, anneal_ratio, greedy_decode
+from models.nat.shortlist import Shortlist, build_shortlist
 from models.text.data import load_split, multi30k_dir
 from models.training import guard_options, inverse_sqrt_lr
 
@@ -41,7 +43,10 @@ class NatTrainOptions:
     spm_model: Path = Path("models/pretrained/marian-en-de/source.spm")
     work_dir: Path = Path("work/nat-en-de")
     data_dir: Path = field(default_factory=multi30k_dir)
-    prefixes_per_sentence: int = 2
+    # AR work directory whose averaged checkpoints initialise the NAT (its size then fixes the NAT's);
+    # empty: random initialisation with the sizes below
+    init_from: str = "work/marian-en-de"
+    prefixes_per_sentence: int = 1
     d_model: int = 256
     heads: int = 4
     ffn_dim: int = 1024
@@ -50,18 +55,41 @@ class NatTrainOptions:
     upsample: int = 2
     dropout: float = 0.1
     max_tokens: int = 4000
-    lr: float = 7e-4
-    warmup_steps: int = 1000
+    lr: float = 5e-4
+    warmup_steps: int = 500
     clip_norm: float = 1.0
     glance_start: float = 0.5
     glance_end: float = 0.3
-    epochs: int = 20
+    epochs: int = 6
+    average_last: int = 3
+    bf16: bool = True  # bfloat16 autocast where the CPU has native bf16 (avx512_bf16 / AMX); fp32 elsewhere
     seed: int = 1
     threads: int = 2
     val_limit: int = 0
 
     def to_json(self) -> dict[str, object]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
+
+
+def cpu_has_bf16() -> bool:
+    """True when /proc/cpuinfo lists native bfloat16 arithmetic (avx512_bf16 or amx_bf16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def build_config(opts: NatTrainOptions, vocab_size: int) -> tuple[ModelConfig, dict[str, torch.Tensor] | None]:
+    """The NAT config and, with ``init_from``, the AR weights to start from."""
+    if opts.init_from:
+        ar_state, arch = load_ar_state(Path(opts.init_from))
+        cfg = nat_config_like_ar(arch, vocab_size, upsample=opts.upsample, dropout=opts.dropout)
+        return cfg, ar_state
+    cfg = ModelConfig(vocab_size=vocab_size, d_model=opts.d_model, heads=opts.heads, ffn_dim=opts.ffn_dim,
+                      encoder_layers=opts.encoder_layers, decoder_layers=opts.decoder_layers,
+                      upsample=opts.upsample, dropout=opts.dropout)
+    return cfg, None
 
 
 def build_pairs(opts: NatTrainOptions) -> tuple[list[str], list[str]]:
@@ -126,12 +154,15 @@ def train(opts: NatTrainOptions) -> Path:
     if opts.val_limit:
         val_src, val_ref = val_src[: opts.val_limit], val_ref[: opts.val_limit]
 
-    cfg = ModelConfig(vocab_size=sp.get_piece_size(), d_model=opts.d_model, heads=opts.heads, ffn_dim=opts.ffn_dim,
-                      encoder_layers=opts.encoder_layers, decoder_layers=opts.decoder_layers,
-                      upsample=opts.upsample, dropout=opts.dropout)
+    cfg, ar_state = build_config(opts, sp.get_piece_size())
     random.seed(opts.seed)
     torch.manual_seed(opts.seed)
     model = NATModel(cfg)
+    if ar_state is not None:
+        init_from_ar(model, ar_state)
+    bf16 = opts.bf16 and cpu_has_bf16()
+    logger.info("NAT %.2f M parameters, %s", sum(p.numel() for p in model.parameters()) / 1e6,
+                "bf16 autocast" if bf16 else "fp32")
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), eps=1e-9)
     start_epoch, step = 1, 0
     ckpts = sorted(work.glob("epoch*.pt"))
@@ -155,7 +186,8 @@ def train(opts: NatTrainOptions) -> Path:
             for g in optim.param_groups:
                 g["lr"] = inverse_sqrt_lr(step, opts.lr, opts.warmup_steps)
             ratio = anneal_ratio(step, total_steps, opts.glance_start, opts.glance_end)
-            loss = model.loss(s, t, lens, glance_ratio=ratio)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = model.loss(s, t, lens, glance_ratio=ratio)
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_norm)
@@ -176,12 +208,29 @@ def train(opts: NatTrainOptions) -> Path:
     return work
 
 
-def finalize(work_dir: Path, out_dir: Path, spm_model: Path, *, average_last: int = 5) -> Path:
-    """Average the last ``average_last`` epoch checkpoints and write the ONNX runtime directory (fp32 + int8)."""
+def shortlist_from_distill(opts: NatTrainOptions, sp: spm.SentencePieceProcessor, cfg: ModelConfig) -> Shortlist:
+    """The lexical shortlist of the training pairs (distilled full sentences and their sampled prefixes)."""
+    src_text, tgt_text = build_pairs(opts)
+    return build_shortlist(sp.encode(src_text), sp.encode(tgt_text), cfg.vocab_size, cfg.blank_id)
+
+
+def finalize(work_dir: Path, out_dir: Path, spm_model: Path, *, average_last: int = 3,
+             shortlist: bool = True) -> Path:
+    """Average the last ``average_last`` epoch checkpoints and write the ONNX runtime directory (fp32 + int8).
+
+    With ``shortlist``, also the lexical shortlist of the run's training pairs (read from ``options.json``).
+    """
     ckpts = sorted(work_dir.glob("epoch*.pt"))[-average_last:]
     if not ckpts:
         raise FileNotFoundError(f"no epoch checkpoints in {work_dir}: train first")
     cfg = ModelConfig(**torch.load(ckpts[-1], map_location="cpu", weights_only=False)["config"])
     model = NATModel(cfg)
     model.load_state_dict(average_state_dicts(ckpts))
-    return convert(model.eval(), spm_model, out_dir, quantization="int8", force=True)
+    table = None
+    if shortlist:
+        saved = json.loads((work_dir / "options.json").read_text(encoding="utf-8"))
+        known = {k: v for k, v in saved.items() if k in NatTrainOptions.__dataclass_fields__}
+        opts = NatTrainOptions(**known)
+        opts.distill_file, opts.data_dir = Path(str(opts.distill_file)), Path(str(opts.data_dir))
+        table = shortlist_from_distill(opts, spm.SentencePieceProcessor(model_file=str(spm_model)), cfg)
+    return convert(model.eval(), spm_model, out_dir, quantization="int8", force=True, shortlist=table)

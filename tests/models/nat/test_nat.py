@@ -130,19 +130,43 @@ def test_onnx_fp32_matches_torch(tiny: dict[str, Any]) -> None:
 
     sp = spm.SentencePieceProcessor(model_file=str(tiny["spm"]))
     sess = _ort(tiny["dir"] / "model.onnx")
+    cfg = tiny["cfg"]
+    everything = np.arange(cfg.num_classes, dtype=np.int64)
+    some = np.array([3, 7, 11, 40, 41, 99, 150, cfg.blank_id], dtype=np.int64)  # a shortlist
     for s in [*tiny["en"][:5], "a", ""]:
         ids = [*sp.encode(s), 1]
         src = torch.tensor([ids])
         with torch.no_grad():
-            ref = tiny["model"](src).argmax(-1).numpy()
-        (got,) = sess.run(["tokens"], {"src_ids": src.numpy()})
-        assert got.dtype == np.int64 and got.shape == (1, len(ids) * tiny["cfg"].upsample)
-        np.testing.assert_array_equal(got, ref)
+            logits = tiny["model"](src)
+        (got,) = sess.run(["tokens"], {"src_ids": src.numpy(), "vocab_ids": everything})
+        assert got.dtype == np.int64 and got.shape == (1, len(ids) * cfg.upsample)
+        np.testing.assert_array_equal(got, logits.argmax(-1).numpy())
+        (short,) = sess.run(["tokens"], {"src_ids": src.numpy(), "vocab_ids": some})
+        want = some[logits[0][:, torch.from_numpy(some)].argmax(-1).numpy()]
+        np.testing.assert_array_equal(short[0], want)
+
+
+def test_post_norm_variant_exports_and_matches(tmp_path: Path, tiny: dict[str, Any]) -> None:
+    from dataclasses import replace
+
+    from models.nat.export import convert
+
+    cfg = replace(tiny["cfg"], norm_first=False, position_layout="halves")
+    torch.manual_seed(2)
+    model = NATModel(cfg).eval()
+    out = convert(model, tiny["spm"], tmp_path / "post", quantization=None)
+    sess = _ort(out / "model.onnx")
+    src = torch.tensor([[12, 40, 7, 99, 1]])
+    with torch.no_grad():
+        ref = model(src).argmax(-1).numpy()
+    (got,) = sess.run(["tokens"], {"src_ids": src.numpy(), "vocab_ids": np.arange(cfg.num_classes)})
+    np.testing.assert_array_equal(got, ref)
 
 
 def test_int8_runs_valid_ids(tiny: dict[str, Any]) -> None:
     sess = _ort(tiny["dir"] / "model_int8.onnx")
-    (got,) = sess.run(["tokens"], {"src_ids": np.array([[10, 20, 30, 1]], dtype=np.int64)})
+    vocab = np.arange(tiny["cfg"].num_classes, dtype=np.int64)
+    (got,) = sess.run(["tokens"], {"src_ids": np.array([[10, 20, 30, 1]], dtype=np.int64), "vocab_ids": vocab})
     assert got.shape == (1, 12)
     assert got.min() >= 0 and got.max() <= tiny["cfg"].blank_id
 

@@ -37,7 +37,8 @@ def test_pairs_training_resume_and_export(tmp_path: Path) -> None:
         (data / f"val.{lang}").write_text("\n".join(multi30k_lines(f"val.{lang}", 8)) + "\n", encoding="utf-8")
     opts = NatTrainOptions(distill_file=distill, spm_model=spm_model, work_dir=tmp_path / "work", data_dir=data,
                            d_model=32, heads=2, ffn_dim=64, encoder_layers=1, decoder_layers=1, upsample=3,
-                           max_tokens=600, lr=3e-3, warmup_steps=5, epochs=1, threads=1)
+                           max_tokens=600, lr=3e-3, warmup_steps=5, epochs=1, threads=1, init_from="",
+                           prefixes_per_sentence=2)
     src, tgt = build_pairs(opts)
     assert len(src) == 24 * 3 and src[:1] == multi30k_lines("train.en", 1)
     assert build_pairs(opts) == (src, tgt)  # the sampled prefixes are fixed by the seed

@@ -1,0 +1,1 @@
+"""wait-k model: unidirectional encoder, wait-k masks, incremental ONNX steps with explicit caches."""
