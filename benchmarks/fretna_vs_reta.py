@@ -1,6 +1,7 @@
 """FReTNA vs ReTA (and wait-k) on a text test set fed word by word, in one process on one thread.
 
-    .venv/bin/python -m benchmarks.fretna_vs_reta [--limit N] [--repeats 2] [--out benchmarks/results/fretna_vs_reta]
+    .venv/bin/python -m benchmarks.fretna_vs_reta [--limit N] [--repeats 2] [--waitk 1,3,5,7,9]
+        [--waitk-offline 3] [--out benchmarks/results/fretna_vs_reta]
 
 Every system replays the same sentences with the same clock; systems run one after another, and with
 ``--repeats R`` the whole sequence runs R times in alternating order and each system keeps its lowest
@@ -22,7 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from app.policies import PolicyConfig, build_policy
-from app.profiles import DEFAULT_MT_MODEL, DEFAULT_NAT_MODEL, load_translator
+from app.profiles import DEFAULT_MT_MODEL, DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, load_translator
 from benchmarks.nat_profile import GROUPS, prefixes, profile
 from models.nat.runtime import NatTranslator
 from models.text.data import multi30k_dir, read_lines
@@ -41,14 +42,17 @@ class System:
     config: PolicyConfig
 
 
-def default_systems(nat: Path, mt: Path, mask_k: int, waitk: list[int]) -> list[System]:
+def default_systems(nat: Path, mt: Path, mask_k: int, waitk: list[int], waitk_model: Path,
+                    waitk_offline: list[int]) -> list[System]:
     systems = [
         System("reta beam 4", PolicyConfig(name="reta", model=mt, beam=4, mask_k=mask_k)),
         System("reta beam 1", PolicyConfig(name="reta", model=mt, beam=1, mask_k=mask_k)),
         System("fretna", PolicyConfig(name="fretna", model=nat, mask_k=mask_k)),
         System("fretna, no shortlist", PolicyConfig(name="fretna", model=nat, mask_k=mask_k, shortlist=False)),
     ]
-    systems += [System(f"waitk k={k}", PolicyConfig(name="waitk", model=mt, beam=1, k=k)) for k in waitk]
+    systems += [System(f"waitk k={k}", PolicyConfig(name="waitk", model=waitk_model, k=k)) for k in waitk]
+    systems += [System(f"waitk test-time (AR model) k={k}", PolicyConfig(name="waitk", model=mt, beam=1, k=k))
+                for k in waitk_offline]
     return systems
 
 
@@ -95,6 +99,12 @@ def write_markdown(result: dict[str, object], path: Path) -> None:
     for r in rows:
         lines.append(f"| {r['system']} | " + " | ".join(fmt(r.get(c, "–")) for c in COLUMNS)
                      + f" | {r['ratio_to_fretna']:.2f}× |")
+    cost = {str(r["system"]): float(r["compute_ms_per_sentence"]) for r in rows}
+    pairs = [("reta beam 4", "fretna"), ("reta beam 1", "fretna")]
+    pairs += [(w, "fretna") for w in cost if w.startswith("waitk")]
+    pairs += [("reta beam 4", w) for w in cost if w.startswith("waitk")]
+    lines += ["", "Compute ratios (per sentence, same run): "
+              + "; ".join(f"{a} / {b} = **{cost[a] / cost[b]:.2f}×**" for a, b in pairs if a in cost and b in cost)]
     full = result["full_sentence"]
     assert isinstance(full, dict)
     lines += ["", "Full sentences (no streaming), BLEU and ms per sentence:", "",
@@ -148,7 +158,10 @@ def main() -> None:
     ap.add_argument("--nat-model", type=Path, default=DEFAULT_NAT_MODEL)
     ap.add_argument("--mt-model", type=Path, default=DEFAULT_MT_MODEL)
     ap.add_argument("--mask-k", type=int, default=0)
-    ap.add_argument("--waitk", default="", help="comma-separated k values to add wait-k rows (e.g. 3,5,7)")
+    ap.add_argument("--waitk", default="", help="comma-separated k values to add trained wait-k rows (e.g. 1,3,5,7,9)")
+    ap.add_argument("--waitk-model", type=Path, default=DEFAULT_WAITK_MODEL)
+    ap.add_argument("--waitk-offline", default="",
+                    help="comma-separated k values to add test-time wait-k rows over the AR model")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--profile-sentences", type=int, default=100)
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/fretna_vs_reta"))
@@ -159,7 +172,8 @@ def main() -> None:
     if args.limit:
         sources, refs = sources[: args.limit], refs[: args.limit]
     waitk = [int(k) for k in args.waitk.split(",") if k.strip()]
-    systems = default_systems(args.nat_model, args.mt_model, args.mask_k, waitk)
+    offline = [int(k) for k in args.waitk_offline.split(",") if k.strip()]
+    systems = default_systems(args.nat_model, args.mt_model, args.mask_k, waitk, args.waitk_model, offline)
     results: dict[str, dict[str, float]] = {}
     for rep in range(args.repeats):
         for system in systems if rep % 2 == 0 else systems[::-1]:
@@ -178,6 +192,7 @@ def main() -> None:
     full = full_sentence_bleu(args.nat_model, args.mt_model, sources, refs)
     command = "python -m benchmarks.fretna_vs_reta" + "".join(
         f" --{k.replace('_', '-')} {v}" for k, v in (("limit", args.limit), ("waitk", args.waitk),
+                                                       ("waitk_offline", args.waitk_offline),
                                                        ("mask_k", args.mask_k)) if v)
     meta = {"split": args.split, "n": len(sources), "threads": 1, "repeats": args.repeats, "word_ms": 400.0,
             "profile_sentences": args.profile_sentences,

@@ -60,6 +60,11 @@ class SegmentTranslator:
         self._last_ms = 0.0
         self.updates = 0
 
+    @property
+    def source_words(self) -> tuple[str, ...]:
+        """The latest ASR hypothesis of the segment."""
+        return self._previous
+
     def feed(self, hyp: AsrHypothesis) -> TargetState:
         """One ASR hypothesis in; the policy's output (also shown on the caption) out."""
         words = hyp.words

@@ -53,7 +53,23 @@ class VadSegmenter:
 
     @property
     def in_speech(self) -> bool:
+        """Inside a segment (speech, or a pause shorter than ``min_silence_ms``)."""
         return self._start is not None
+
+    @property
+    def speech_start_ms(self) -> float | None:
+        """Onset of the open segment (ms since stream start), None outside speech."""
+        return self._start
+
+    @property
+    def hearing_speech(self) -> bool:
+        """Inside a segment and not in a pause."""
+        return self._start is not None and self._silence_since is None
+
+    def restart_segment(self) -> None:
+        """The open segment was cut by the caller (too long): count the next one from the current frame."""
+        if self._start is not None:
+            self._start, self._silence_since = self._t_ms, None
 
     def feed(self, audio: np.ndarray) -> list[SpeechSegment]:
         """Classify whole frames of ``audio`` (float32, 16 kHz); returns segments that ended in it."""

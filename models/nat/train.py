@@ -29,7 +29,7 @@ from models.nat.init_from_ar import init_from_ar, load_ar_state, nat_config_like
 from models.nat.model import ModelConfig, NATModel, anneal_ratio, greedy_decode
 from models.nat.shortlist import Shortlist, build_shortlist
 from models.text.data import load_split, multi30k_dir
-from models.training import guard_options, inverse_sqrt_lr
+from models.training import cpu_has_bf16, guard_options, inverse_sqrt_lr
 
 logger = logging.getLogger(__name__)
 EOS_ID = 1
@@ -69,15 +69,6 @@ class NatTrainOptions:
 
     def to_json(self) -> dict[str, object]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
-
-
-def cpu_has_bf16() -> bool:
-    """True when /proc/cpuinfo lists native bfloat16 arithmetic (avx512_bf16 or amx_bf16)."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
 def build_config(opts: NatTrainOptions, vocab_size: int) -> tuple[ModelConfig, dict[str, torch.Tensor] | None]:

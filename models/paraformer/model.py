@@ -160,7 +160,8 @@ class CifPredictor(nn.Module):
 
     def forward(self, enc: Tensor, mask: Tensor) -> Tensor:
         h = self.conv(enc.transpose(1, 2)).transpose(1, 2) + enc
-        alphas = torch.sigmoid(self.out(F.relu(self.drop(h)))).squeeze(-1)
+        # float32 even under bf16 autocast: CIF integrates these weights to thresholds of exactly 1.0
+        alphas = torch.sigmoid(self.out(F.relu(self.drop(h))).float()).squeeze(-1)
         return alphas * mask.to(alphas.dtype)
 
 

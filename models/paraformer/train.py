@@ -35,6 +35,7 @@ from models.paraformer.tokenizer import AsrTokenizer, normalize_transcript, trai
 from models.speech_corpus.corpus import CorpusOptions, build_corpus, load_corpus, read_lines
 from models.speech_corpus.voices import VoicePlan
 from models.text.data import multi30k_dir
+from models.training import cpu_has_bf16
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +66,7 @@ class ParaformerTrainOptions:
     festival_share: float = 0.15
     spec_augment: bool = True
     threads: int = 2
+    bf16: bool = True  # bfloat16 autocast where the CPU has native bf16 (avx512_bf16 / AMX); fp32 elsewhere
     jobs: int = 2
     seed: int = 1
     save_every_min: float = 10.0
@@ -193,6 +195,8 @@ def train(opts: ParaformerTrainOptions) -> Path:
                 model.num_parameters() / 1e6, len(train_ex), len(val_ex))
     fopts = FrontendOptions()
     augment = SpecAugment() if opts.spec_augment else None
+    bf16 = opts.bf16 and cpu_has_bf16()
+    logger.info("%s", "bf16 autocast" if bf16 else "fp32")
     started = time.monotonic()
     last_save = started
     log = opts.work_dir / "log.jsonl"
@@ -210,7 +214,8 @@ def train(opts: ParaformerTrainOptions) -> Path:
             state.step += 1
             for g in optim.param_groups:
                 g["lr"] = _lr(state.step, opts)
-            out = model(batch.speech, batch.lengths, batch.targets, batch.target_lengths)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                out = model(batch.speech, batch.lengths, batch.targets, batch.target_lengths)
             optim.zero_grad(set_to_none=True)
             out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)

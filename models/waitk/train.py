@@ -31,9 +31,8 @@ from models.marian.batching import make_batches
 from models.marian.distill import read_distilled
 from models.marian.export import average_state_dicts
 from models.nat.init_from_ar import load_ar_state
-from models.nat.train import cpu_has_bf16
 from models.text.data import load_split, multi30k_dir
-from models.training import guard_options, inverse_sqrt_lr
+from models.training import cpu_has_bf16, guard_options, inverse_sqrt_lr
 from models.waitk.export import convert
 from models.waitk.model import EOS_ID, FULL_SOURCE, WaitkConfig, WaitkModel, init_from_ar, word_index
 from models.waitk.torch_step import TorchIncremental
