@@ -17,7 +17,7 @@ reflects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -36,7 +36,7 @@ class Recognizer(Protocol):
     """A streaming ASR for one segment at a time (``models.asr.streaming.StreamingRecognizer`` fits)."""
 
     def reset(self) -> None: ...
-    def feed(self, audio: np.ndarray) -> list[AsrHypothesis]: ...
+    def feed(self, audio: np.ndarray) -> Sequence[AsrHypothesis]: ...
     def finish(self) -> AsrHypothesis: ...
 
 

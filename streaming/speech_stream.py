@@ -26,10 +26,12 @@ class AsrHypothesis(Protocol):
 
     @property
     def words(self) -> tuple[str, ...]: ...
-
-    final: bool
-    audio_ms: float
-    compute_ms: float
+    @property
+    def final(self) -> bool: ...
+    @property
+    def audio_ms(self) -> float: ...
+    @property
+    def compute_ms(self) -> float: ...
 
 
 def confirmed_prefix(previous: tuple[str, ...], current: tuple[str, ...], *, final: bool) -> int:

@@ -1,0 +1,120 @@
+"""Build the speech cascade (silero VAD + Paraformer streaming ASR + a policy) for the drivers.
+
+``replay``, ``mic``, the server and the web page all get their :class:`streaming.speech_pipeline.SpeechPipeline`
+from here, so they run the same models with the same options. Loading errors become :class:`UserError`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from app.errors import UserError
+from app.policies import POLICY_NAMES, PolicyConfig, build_policy
+from app.profiles import PRETRAINED_DIR
+from streaming.speech_pipeline import PipelineOptions, SpeechPipeline
+from streaming.vad import VadOptions
+
+DEFAULT_ASR_MODEL = PRETRAINED_DIR / "paraformer-en"
+
+
+@dataclass(frozen=True)
+class SpeechConfig:
+    """Everything that picks and tunes the cascade's models (ms of 16 kHz audio where timed)."""
+
+    policy: PolicyConfig = field(default_factory=PolicyConfig)
+    asr_model: Path | None = None
+    asr_quantized: bool = True
+    chunk_ms: float = 600.0
+    lookahead_ms: float = 300.0
+    vad_threshold: float = 0.5
+    min_silence_ms: float = 500.0
+    min_speech_ms: float = 250.0
+    pre_roll_ms: float = 300.0
+    max_segment_ms: float = 20000.0
+    threads: int = 1
+
+
+def add_speech_arguments(p: argparse.ArgumentParser) -> None:
+    """The options every speech driver shares (policy, models, VAD, streaming)."""
+    p.add_argument("--policy", choices=POLICY_NAMES, default="reta", help="simultaneous policy (default reta)")
+    p.add_argument("--model", metavar="DIR", help="translation model directory (default: the policy's bundled one)")
+    p.add_argument("--asr-model", metavar="DIR",
+                   help="Paraformer ONNX directory, ours or a FunASR export "
+                        "(default $SIMULSUB_ASR_MODEL or models/pretrained/paraformer-en)")
+    p.add_argument("--beam", type=int, default=4, help="reta/waitk(test-time): beam size (default 4)")
+    p.add_argument("--k", type=int, default=3, help="waitk: source words read before the first target word (3)")
+    p.add_argument("--mask-k", type=int, default=0, help="hide the last K words of non-final captions (default 0)")
+    p.add_argument("--prefix-bias", choices=("off", "forced", "biased"), default="off",
+                   help="reta: reuse of the displayed prefix (default off)")
+    p.add_argument("--chunk-ms", type=float, default=600.0, help="ASR streaming chunk in ms (default 600)")
+    p.add_argument("--lookahead-ms", type=float, default=300.0, help="ASR look-ahead in ms (default 300)")
+    p.add_argument("--vad-threshold", type=float, default=0.5, help="speech probability threshold (default 0.5)")
+    p.add_argument("--min-silence-ms", type=float, default=500.0,
+                   help="a pause this long ends an utterance (default 500)")
+    p.add_argument("--max-segment-ms", type=float, default=20000.0,
+                   help="cut continuous speech into utterances of at most this long (default 20000)")
+    p.add_argument("--threads", type=int, default=1, help="inference threads per model (default 1)")
+
+
+def speech_config(args: argparse.Namespace) -> SpeechConfig:
+    if args.threads < 1 or args.chunk_ms <= 0 or args.lookahead_ms < 0 or args.max_segment_ms <= 0:
+        raise UserError("--threads must be ≥ 1, --chunk-ms and --max-segment-ms > 0, --lookahead-ms ≥ 0")
+    policy = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
+                          mask_k=args.mask_k, prefix_bias=args.prefix_bias, threads=args.threads, k=args.k)
+    return SpeechConfig(policy=policy, asr_model=Path(args.asr_model) if args.asr_model else None,
+                        chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, vad_threshold=args.vad_threshold,
+                        min_silence_ms=args.min_silence_ms, max_segment_ms=args.max_segment_ms, threads=args.threads)
+
+
+def load_asr(cfg: SpeechConfig) -> Any:
+    """The Paraformer runtime (``models.asr.runtime.ParaformerOnnx``)."""
+    from models.asr.runtime import ModelDirError, ParaformerOnnx
+
+    model_dir = cfg.asr_model or Path(os.environ.get("SIMULSUB_ASR_MODEL") or DEFAULT_ASR_MODEL)
+    if not model_dir.is_dir():
+        raise UserError(f"cannot load ASR model: {model_dir} does not exist (pass --asr-model DIR, a Paraformer "
+                        "ONNX directory, or train the default with `simulsub train paraformer --export`)")
+    try:
+        return ParaformerOnnx(model_dir, quantized=cfg.asr_quantized, threads=cfg.threads)
+    except (ModelDirError, ValueError) as e:
+        raise UserError(f"cannot load ASR model: {e}") from None
+
+
+class SpeechModels:
+    """Loaded once, shared by every pipeline made from it (the ONNX sessions are reused)."""
+
+    def __init__(self, cfg: SpeechConfig) -> None:
+        from models.vad.silero import VadModelError
+
+        self.cfg = cfg
+        self.asr = load_asr(cfg)
+        try:
+            from models.vad.silero import SileroVad
+
+            SileroVad()  # fail early with a clear message when the VAD model is missing
+        except VadModelError as e:
+            raise UserError(str(e)) from None
+
+    def pipeline(self) -> SpeechPipeline:
+        """A new pipeline for one stream (its own VAD state, recogniser state and policy)."""
+        from models.asr.streaming import StreamingOptions, StreamingRecognizer
+        from models.vad.silero import FRAME_SAMPLES, SileroVad
+
+        cfg = self.cfg
+        vad = SileroVad(threads=1)
+        recognizer = StreamingRecognizer(self.asr, StreamingOptions(chunk_ms=cfg.chunk_ms,
+                                                                    lookahead_ms=cfg.lookahead_ms))
+        options = PipelineOptions(
+            vad=VadOptions(threshold=cfg.vad_threshold, min_silence_ms=cfg.min_silence_ms,
+                           min_speech_ms=cfg.min_speech_ms),
+            pre_roll_ms=cfg.pre_roll_ms, max_segment_ms=cfg.max_segment_ms, mask_k=cfg.policy.mask_k,
+        )
+        try:
+            return SpeechPipeline(vad.prob, FRAME_SAMPLES, recognizer, build_policy(cfg.policy), options,
+                                  reset_vad=vad.reset)
+        except ValueError as e:
+            raise UserError(str(e)) from None
