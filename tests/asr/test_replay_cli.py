@@ -84,3 +84,13 @@ def test_silence_gives_nothing_and_bad_input_is_refused(tiny_export: tuple[Path,
     assert code == 2 and "2 lines but 1 audio files" in err
     code, _, err = _run(["replay", str(clips["jfk"]), "--asr-model", str(tmp_path / "nope")], capsys)
     assert code == 2 and "ASR model" in err
+
+
+def test_mic_reports_a_missing_device_clearly(tiny_export: tuple[Path, Any],
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("silero_vad", reason="silero-vad is installed by make setup")
+    code, out, _ = _run(["mic", "--list-devices"], capsys)
+    assert code == 2 or out.strip()
+    assert code in (0, 2)  # 2 only where PortAudio itself is missing, with the install hint
+    code, _, err = _run(["mic", "--asr-model", str(tiny_export[0]), "--device", "no-such-device-xyz"], capsys)
+    assert code == 2 and "no-such-device-xyz" in err and "Traceback" not in err
