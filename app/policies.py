@@ -1,9 +1,18 @@
-"""Build a streaming policy from CLI/config options (the registry later issues extend)."""
+"""Build a streaming policy from CLI/config options; loaded models are cached so sessions share them.
+
+A :class:`ModelCache` holds every translation model loaded so far, keyed by what identifies it (kind, directory,
+threads, options). Policies keep their own per-sentence state; the models behind them are shared: CTranslate2
+and onnxruntime sessions may be called from several threads, and the wait-k runtime is forked (shared ONNX
+sessions, private caches).
+"""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from app.errors import UserError
 from app.profiles import DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, load_translator
@@ -27,11 +36,30 @@ class PolicyConfig:
     shortlist: bool = True  # fretna: score only each source's lexical shortlist when the model has one
 
 
-def build_policy(cfg: PolicyConfig) -> Policy:
+class ModelCache:
+    """Loaded translation models by key; thread-safe."""
+
+    def __init__(self) -> None:
+        self._models: dict[tuple[object, ...], Any] = {}
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[object, ...], load: Callable[[], Any]) -> Any:
+        with self._lock:
+            if key not in self._models:
+                self._models[key] = load()
+            return self._models[key]
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+
+def build_policy(cfg: PolicyConfig, cache: ModelCache | None = None) -> Policy:
+    """A fresh policy for ``cfg``; its model comes from ``cache`` when given (loaded there once)."""
     if cfg.mask_k < 0:
         raise UserError("--mask-k must be >= 0")
     if cfg.beam < 1:
         raise UserError("--beam must be >= 1")
+    models = cache if cache is not None else ModelCache()
     if cfg.name == "reta":
         from streaming.policies.reta import RetaOptions, RetaPolicy
 
@@ -40,28 +68,35 @@ def build_policy(cfg: PolicyConfig) -> Policy:
                                   prefix_beta=cfg.prefix_beta, mask_k=cfg.mask_k)
         except ValueError as e:
             raise UserError(str(e)) from None
-        return RetaPolicy(load_translator(cfg.model, threads=cfg.threads), options)
+        translator = models.get(("ct2", cfg.model, cfg.threads),
+                                lambda: load_translator(cfg.model, threads=cfg.threads))
+        return RetaPolicy(translator, options)
     if cfg.name == "fretna":
-        from models.nat.runtime import ModelDirError, NatTranslator
         from streaming.policies.fretna import FretnaPolicy
 
-        path = cfg.model or DEFAULT_NAT_MODEL
-        if not path.is_dir():
-            raise UserError(f"NAT model directory {path} does not exist (train one: simulsub distill && "
-                            "simulsub train nat --export, or pass --model DIR)")
-        try:
-            nat = NatTranslator(path, threads=cfg.threads, use_shortlist=cfg.shortlist)
-        except ModelDirError as e:
-            raise UserError(str(e)) from None
+        nat = models.get(("nat", cfg.model, cfg.threads, cfg.shortlist), lambda: _load_nat(cfg))
         return FretnaPolicy(nat, mask_k=cfg.mask_k)
     if cfg.name == "waitk":
         if cfg.k < 1:
             raise UserError("--k must be >= 1")
-        return _waitk_policy(cfg)
+        return _waitk_policy(cfg, models)
     raise UserError(f"unknown policy {cfg.name!r}; choose one of {', '.join(POLICY_NAMES)}")
 
 
-def _waitk_policy(cfg: PolicyConfig) -> Policy:
+def _load_nat(cfg: PolicyConfig) -> Any:
+    from models.nat.runtime import ModelDirError, NatTranslator
+
+    path = cfg.model or DEFAULT_NAT_MODEL
+    if not path.is_dir():
+        raise UserError(f"NAT model directory {path} does not exist (train one: simulsub distill && "
+                        "simulsub train nat --export, or pass --model DIR)")
+    try:
+        return NatTranslator(path, threads=cfg.threads, use_shortlist=cfg.shortlist)
+    except ModelDirError as e:
+        raise UserError(str(e)) from None
+
+
+def _waitk_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
     """The trained incremental wait-k model when ``cfg.model`` is one (or, with no model given, the bundled one
     when present); test-time wait-k over a CTranslate2 model otherwise."""
     from models.waitk.runtime import WaitkModelDirError, WaitkOnnx, is_waitk_dir
@@ -70,10 +105,15 @@ def _waitk_policy(cfg: PolicyConfig) -> Policy:
     if path is not None and is_waitk_dir(path):
         from streaming.policies.waitk import WaitkPolicy
 
-        try:
-            return WaitkPolicy(WaitkOnnx(path, threads=cfg.threads), cfg.k)
-        except WaitkModelDirError as e:
-            raise UserError(str(e)) from None
+        def load() -> WaitkOnnx:
+            try:
+                return WaitkOnnx(path, threads=cfg.threads)
+            except WaitkModelDirError as e:
+                raise UserError(str(e)) from None
+
+        base: WaitkOnnx = models.get(("waitk", path, cfg.threads), load)
+        return WaitkPolicy(base.fork(), cfg.k)
     from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
 
-    return OfflineWaitkPolicy(load_translator(path, threads=cfg.threads), WaitkOptions(k=cfg.k, beam_size=cfg.beam))
+    translator = models.get(("ct2", path, cfg.threads), lambda: load_translator(path, threads=cfg.threads))
+    return OfflineWaitkPolicy(translator, WaitkOptions(k=cfg.k, beam_size=cfg.beam))

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
-from app.policies import POLICY_NAMES, PolicyConfig, build_policy
+from app.policies import POLICY_NAMES, ModelCache, PolicyConfig, build_policy
 from app.profiles import PRETRAINED_DIR
 from streaming.speech_pipeline import PipelineOptions, SpeechPipeline
 from streaming.vad import VadOptions
@@ -85,36 +85,38 @@ def load_asr(cfg: SpeechConfig) -> Any:
 
 
 class SpeechModels:
-    """Loaded once, shared by every pipeline made from it (the ONNX sessions are reused)."""
+    """Loaded once and shared by every pipeline made from it: ASR, VAD and translation models."""
 
     def __init__(self, cfg: SpeechConfig) -> None:
-        from models.vad.silero import VadModelError
+        from models.vad.silero import SileroVad, VadModelError
 
         self.cfg = cfg
         self.asr = load_asr(cfg)
+        self.translators = ModelCache()
         try:
-            from models.vad.silero import SileroVad
-
-            SileroVad()  # fail early with a clear message when the VAD model is missing
+            self.vad = SileroVad(threads=1)
         except VadModelError as e:
             raise UserError(str(e)) from None
+        build_policy(cfg.policy, self.translators)  # load the default policy's model now: errors surface early
 
-    def pipeline(self) -> SpeechPipeline:
-        """A new pipeline for one stream (its own VAD state, recogniser state and policy)."""
+    def pipeline(self, policy: PolicyConfig | None = None) -> SpeechPipeline:
+        """A new pipeline for one stream (its own VAD, recogniser and policy state); ``policy`` overrides the
+        default policy (its model is loaded once into the shared cache)."""
         from models.asr.streaming import StreamingOptions, StreamingRecognizer
-        from models.vad.silero import FRAME_SAMPLES, SileroVad
+        from models.vad.silero import FRAME_SAMPLES
 
         cfg = self.cfg
-        vad = SileroVad(threads=1)
+        pcfg = policy or cfg.policy
+        vad = self.vad.fork()
         recognizer = StreamingRecognizer(self.asr, StreamingOptions(chunk_ms=cfg.chunk_ms,
                                                                     lookahead_ms=cfg.lookahead_ms))
         options = PipelineOptions(
             vad=VadOptions(threshold=cfg.vad_threshold, min_silence_ms=cfg.min_silence_ms,
                            min_speech_ms=cfg.min_speech_ms),
-            pre_roll_ms=cfg.pre_roll_ms, max_segment_ms=cfg.max_segment_ms, mask_k=cfg.policy.mask_k,
+            pre_roll_ms=cfg.pre_roll_ms, max_segment_ms=cfg.max_segment_ms, mask_k=pcfg.mask_k,
         )
         try:
-            return SpeechPipeline(vad.prob, FRAME_SAMPLES, recognizer, build_policy(cfg.policy), options,
-                                  reset_vad=vad.reset)
+            return SpeechPipeline(vad.prob, FRAME_SAMPLES, recognizer, build_policy(pcfg, self.translators),
+                                  options, reset_vad=vad.reset)
         except ValueError as e:
             raise UserError(str(e)) from None

@@ -54,6 +54,13 @@ class SileroVad:
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
         self.reset()
 
+    def fork(self) -> SileroVad:
+        """A classifier for another stream: the same ONNX session, its own recurrent state."""
+        other = object.__new__(SileroVad)
+        other.session, other._sr = self.session, self._sr
+        other.reset()
+        return other
+
     def reset(self) -> None:
         """Forget the stream (recurrent state and context)."""
         self._state = np.zeros((2, 1, 128), dtype=np.float32)

@@ -78,6 +78,13 @@ class WaitkOnnx:
             raise WaitkModelDirError(f"cannot load {self.model_dir}: {e}") from e
         self.reset()
 
+    def fork(self) -> WaitkOnnx:
+        """A runtime for another stream: the same ONNX sessions and tokenizer, its own caches."""
+        other = object.__new__(WaitkOnnx)
+        other.__dict__.update(self.__dict__)
+        other.reset()
+        return other
+
     # -- IncrementalModel -----------------------------------------------------------------------------
     def reset(self) -> None:
         shape = (2, 1, self.heads, 0, self.head_dim)
