@@ -1,0 +1,151 @@
+"""``simulsub client``: stream a microphone, an input device or a file to ``simulsub serve``; show captions, write SRT.
+
+For a video call, pick the device that carries the call's audio: a loopback or "monitor" input (PulseAudio /
+PipeWire: ``Monitor of …``; macOS: BlackHole; Windows: Stereo Mix / VB-Cable), listed by ``--list-devices``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from app.audio_sources import AudioChunk, file_source, microphone_source, paced
+from app.commands.mic import _device, list_devices
+from app.errors import UserError
+from app.policies import POLICY_NAMES
+from streaming.subtitles import segment_cues, srt_block
+
+DIM, RESET = "\x1b[2m", "\x1b[0m"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("client", help="stream audio to a simulsub server and show the captions")
+    p.add_argument("--url", default="ws://127.0.0.1:8765", help="server URL (default ws://127.0.0.1:8765)")
+    src = p.add_mutually_exclusive_group()
+    src.add_argument("--mic", action="store_true", help="capture the microphone / input device (default)")
+    src.add_argument("--file", metavar="F", help="stream an audio file instead (in real time unless --fast)")
+    p.add_argument("--device", help="input device name or index (a call's loopback/monitor device for video calls)")
+    p.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
+    p.add_argument("--fast", action="store_true", help="with --file: send as fast as possible")
+    p.add_argument("--policy", choices=POLICY_NAMES, help="ask the server for this policy")
+    p.add_argument("--token", help="server token (sent as 'Authorization: Bearer')")
+    p.add_argument("--srt", metavar="OUT.srt", help="write the final captions as SRT")
+    p.add_argument("--json", action="store_true", help="print every server message as one JSON line")
+    p.set_defaults(run=run)
+
+
+def to_pcm16(samples: np.ndarray) -> bytes:
+    """float32 in [-1, 1] → 16-bit little-endian PCM."""
+    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+
+
+class CaptionPrinter:
+    """Terminal captions (live line on a terminal) and an SRT file of the finals."""
+
+    def __init__(self, srt: Path | None, as_json: bool) -> None:
+        self.srt = srt.open("w", encoding="utf-8") if srt else None
+        self.cues = 0
+        self.as_json = as_json
+        self.tty = sys.stdout.isatty()
+        self.summary: dict[str, Any] | None = None
+        self.errors: list[dict[str, Any]] = []
+
+    def handle(self, msg: dict[str, Any]) -> None:
+        if self.as_json:
+            print(json.dumps(msg, ensure_ascii=False), flush=True)
+        kind = msg.get("type")
+        if kind == "final":
+            if not self.as_json:
+                prefix = "\r\x1b[2K" if self.tty else ""
+                print(f"{prefix}[{msg['start_ms'] / 1000:7.2f}s] {msg['target']}", flush=True)
+            if self.srt:
+                for cue in segment_cues(str(msg["target"]), float(msg["start_ms"]), float(msg["end_ms"])):
+                    self.cues += 1
+                    self.srt.write(srt_block(self.cues, cue))
+                self.srt.flush()
+        elif kind == "partial" and self.tty and not self.as_json:
+            words = str(msg["target"]).split()
+            stable = int(msg.get("stable", 0))
+            sys.stdout.write(f"\r\x1b[2K{' '.join(words[:stable])} {DIM}{' '.join(words[stable:])}{RESET}")
+            sys.stdout.flush()
+        elif kind == "error":
+            self.errors.append(msg)
+            if not self.as_json:
+                print(f"server error [{msg.get('code')}]: {msg.get('message')}", file=sys.stderr, flush=True)
+        elif kind == "summary":
+            self.summary = msg
+
+    def close(self) -> None:
+        if self.srt:
+            self.srt.close()
+
+
+async def stream(url: str, chunks: Any, printer: CaptionPrinter, *, policy: str | None, token: str | None,
+                 stop_event: threading.Event | None = None) -> None:
+    """Send ``start``, the PCM of every chunk, then ``stop``; hand every server message to ``printer``."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus, InvalidURI
+
+    headers = {"Authorization": f"Bearer {token}"} if token else None
+    try:
+        ws = await connect(url, additional_headers=headers, max_size=1 << 22)
+    except (OSError, InvalidURI, InvalidStatus) as e:
+        raise UserError(f"cannot connect to {url}: {e}") from None
+    async with ws:
+        start: dict[str, Any] = {"type": "start", "sample_rate": 16000}
+        if policy:
+            start["policy"] = policy
+        await ws.send(json.dumps(start))
+
+        async def receive() -> None:
+            async for raw in ws:
+                printer.handle(json.loads(raw))
+
+        receiver = asyncio.create_task(receive())
+        loop = asyncio.get_running_loop()
+        iterator = iter(chunks)
+
+        def next_chunk() -> AudioChunk | None:
+            if stop_event is not None and stop_event.is_set():
+                return None
+            return next(iterator, None)
+
+        while (chunk := await loop.run_in_executor(None, next_chunk)) is not None:
+            await ws.send(to_pcm16(chunk.samples))
+            if receiver.done():
+                break
+        await ws.send(json.dumps({"type": "stop"}))
+        await receiver
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_devices:
+        print(list_devices())
+        return 0
+    if args.file:
+        if not Path(args.file).is_file():
+            raise UserError(f"audio file {args.file} does not exist")
+        chunks: Any = file_source(args.file)
+        if not args.fast:
+            chunks = paced(chunks)
+    else:
+        chunks = microphone_source(_device(args.device))
+    printer = CaptionPrinter(Path(args.srt) if args.srt else None, args.json)
+    try:
+        asyncio.run(stream(args.url, chunks, printer, policy=args.policy, token=args.token))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        printer.close()
+    if printer.summary and not args.json:
+        s = printer.summary
+        print(f"{s.get('segments')} segments, {s.get('audio_s')} s of audio, "
+              f"mean latency {s.get('mean_latency_ms')} ms", file=sys.stderr)
+    return 1 if printer.errors and printer.summary is None else 0

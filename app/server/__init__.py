@@ -1,0 +1,1 @@
+"""WebSocket caption server: protocol, sessions, bounded outboxes."""
