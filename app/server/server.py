@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.datastructures import Headers
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
@@ -34,6 +35,23 @@ from app.speech_session import SpeechModels
 logger = logging.getLogger(__name__)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
+CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
+                 ".css": "text/css; charset=utf-8", ".json": "application/json"}
+
+
+def static_response(path: str) -> Response:
+    """GET of the browser pages in ``web/static`` (``/`` is ``index.html``); 404 for anything else."""
+    name = urlparse(path).path.lstrip("/") or "index.html"
+    file = (STATIC_DIR / name).resolve()
+    if STATIC_DIR not in file.parents or not file.is_file() or file.suffix not in CONTENT_TYPES:
+        body = b"not found\n"
+        return Response(404, "Not Found", Headers([("Content-Type", "text/plain"),
+                                                   ("Content-Length", str(len(body)))]), body)
+    body = file.read_bytes()
+    headers = Headers([("Content-Type", CONTENT_TYPES[file.suffix]), ("Content-Length", str(len(body))),
+                       ("Cache-Control", "no-cache")])
+    return Response(200, "OK", headers, body)
 
 
 @dataclass(frozen=True)
@@ -93,6 +111,8 @@ class CaptionServer:
         return hmac.compare_digest(offered.encode(), self.options.token.encode())
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
+        if request.headers.get("Upgrade", "").lower() != "websocket":
+            return static_response(request.path)  # the caption pages: no secrets in them, no token needed
         if not self._authorised(request):
             return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required\n")
         origin = request.headers.get("Origin")

@@ -208,3 +208,20 @@ def test_outbox_coalesces_partials_and_keeps_finals() -> None:
     partials = [m for m in out if m["type"] == "partial"]
     assert [m["segment"] for m in partials] == [3, 4]  # the oldest partials went first; the final stayed
     assert out[0] == {"type": "final", "segment": 0, "revision": 5}
+
+
+def test_the_server_serves_the_caption_pages(server: Running) -> None:
+    import urllib.error
+    import urllib.request
+
+    base = server.url.replace("ws://", "http://")
+    for path, kind, needle in (("/", "text/html", "SimulsubClient"), ("/overlay.html", "text/html", "OBS"),
+                               ("/simulsub.js", "javascript", "getUserMedia"),
+                               ("/pcm-worklet.js", "javascript", "registerProcessor")):
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            assert r.status == 200 and kind in r.headers["Content-Type"]
+            assert needle in r.read().decode()
+    for bad in ("/nope.html", "/../../pyproject.toml", "/%2e%2e/%2e%2e/Makefile"):
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(base + bad, timeout=10)
+        assert e.value.code == 404
