@@ -42,8 +42,9 @@ def add_parser(sub: Any) -> None:
 
 
 def to_pcm16(samples: np.ndarray) -> bytes:
-    """float32 in [-1, 1] → 16-bit little-endian PCM."""
-    return (np.clip(samples, -1.0, 1.0) * 32767.0).astype("<i2").tobytes()
+    """float32 in [-1, 1] → 16-bit little-endian PCM (×32768, the inverse of the server's ÷32768, so audio that
+    came from 16-bit PCM crosses the socket bit-exact)."""
+    return np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
 
 
 class CaptionPrinter:

@@ -176,7 +176,10 @@ class CaptionServer:
                 outbox.put(error_message("expected_start", "send the JSON start message before audio"))
                 continue
             try:
-                request = parse_start(decode_json(raw))
+                msg = decode_json(raw)
+                if msg["type"] == "stop":
+                    return None  # stopped before starting: nothing to do, close
+                request = parse_start(msg)
             except ProtocolError as e:
                 outbox.put(error_message(e.code, str(e)))
                 continue

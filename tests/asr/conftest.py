@@ -56,3 +56,13 @@ def chirp(seconds: float, *, seed: int = 0, rate: int = 16000) -> np.ndarray:
     env = 0.5 + 0.5 * np.sin(2 * np.pi * 3.0 * t) ** 2
     y = 0.2 * env * x + 0.01 * rng.standard_normal(t.size)
     return y.astype(np.float32)
+
+
+@pytest.fixture(scope="session")
+def models(tiny_export: tuple[Path, Any]) -> Any:
+    """Shared speech models for the server tests: silero VAD, the tiny ASR and the bundled MT model (greedy)."""
+    pytest.importorskip("silero_vad", reason="silero-vad is installed by make setup")
+    from app.policies import PolicyConfig
+    from app.speech_session import SpeechConfig, SpeechModels
+
+    return SpeechModels(SpeechConfig(policy=PolicyConfig(name="reta", beam=1), asr_model=tiny_export[0]))

@@ -21,10 +21,9 @@ from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 from app.errors import UserError
-from app.policies import PolicyConfig
 from app.server.outbox import Outbox
 from app.server.server import CaptionServer, ServerOptions
-from app.speech_session import SpeechConfig, SpeechModels
+from app.speech_session import SpeechModels
 
 JFK = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech" / "jfk" / "jfk.16k.wav"
 
@@ -44,12 +43,6 @@ class Running:
         asyncio.run_coroutine_threadsafe(self.server.aclose(), self.loop).result(timeout=30)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(timeout=10)
-
-
-@pytest.fixture(scope="module")
-def models(tiny_export: tuple[Path, Any]) -> SpeechModels:
-    pytest.importorskip("silero_vad", reason="silero-vad is installed by make setup")
-    return SpeechModels(SpeechConfig(policy=PolicyConfig(name="reta", beam=1), asr_model=tiny_export[0]))
 
 
 @pytest.fixture()
