@@ -127,7 +127,7 @@ def capacity(url: str, pid: int, pcm: bytes, ks: list[int]) -> list[dict[str, An
         for p in procs:
             p.start()
         peak = base
-        results = []
+        results: list[dict[str, Any]] = []
         while len(results) < k:
             peak = max(peak, rss_mb(pid))
             try:
@@ -203,15 +203,16 @@ def main() -> None:
         server.terminate()
         server.wait(timeout=30)
     ok = [r["K"] for r in rows if r["p95_s"] is not None and r["p95_s"] <= 1.0]
-    result = {"meta": {"policy": args.policy, "workers": args.workers, "seconds_per_client": args.seconds,
+    command = " ".join(["python -m benchmarks.server_load", *sys.argv[1:]])
+    result: dict[str, Any] = {"meta": {"policy": args.policy, "workers": args.workers, "seconds_per_client": args.seconds,
                        "cpus": os.cpu_count(), "machine": f"{platform.machine()} {platform.processor()}".strip(),
-                       "command": " ".join(["python -m benchmarks.server_load", *sys.argv[1:]])},
+                       "command": command},
               "capacity": rows, "max_realtime_sessions": max(ok) if ok else 0,
               "soak_rss_mb": soak_rss}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [f"# simulsub serve under load ({args.policy}, {args.workers} model threads, {os.cpu_count()} CPUs)", "",
-             f"Command: `{result['meta']['command']}`", "",
+             f"Command: `{command}`", "",
              "| K streams | p50 delay s | p95 delay s | max s | RSS idle MiB | RSS peak MiB | MiB/session |",
              "|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
