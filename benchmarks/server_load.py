@@ -205,7 +205,8 @@ def main() -> None:
     ok = [r["K"] for r in rows if r["p95_s"] is not None and r["p95_s"] <= 1.0]
     command = " ".join(["python -m benchmarks.server_load", *sys.argv[1:]])
     meta = {"policy": args.policy, "workers": args.workers, "seconds_per_client": args.seconds,
-            "cpus": os.cpu_count(), "machine": f"{platform.machine()} {platform.processor()}".strip(), "command": command}
+            "cpus": os.cpu_count(), "machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "command": command}
     result: dict[str, Any] = {"meta": meta,
               "capacity": rows, "max_realtime_sessions": max(ok) if ok else 0,
               "soak_rss_mb": soak_rss}
