@@ -3,7 +3,7 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := espeak-ng libsndfile1 libportaudio2 festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+APT_PACKAGES := espeak-ng libsndfile1 libportaudio2 chromium chromium-driver festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
 .PHONY: setup demo lint test train-marian train-paraformer distill train-nat train-waitk clean-venv
 
@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,train,dev,mic]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,train,dev,mic,web]'
 	# silero-vad's wheel carries the VAD ONNX model; --no-deps keeps its torch requirement out of the base install
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'silero-vad>=5.1'
 	@touch $(STAMP)

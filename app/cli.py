@@ -8,10 +8,22 @@ import sys
 from collections.abc import Sequence
 
 from app import __version__
-from app.commands import client, distill, mic, replay, replay_text, score, serve, train, transcribe, translate
+from app.commands import (
+    client,
+    distill,
+    mic,
+    replay,
+    replay_text,
+    score,
+    serve,
+    train,
+    transcribe,
+    translate,
+    web,
+)
 from app.errors import UserError
 
-COMMANDS = (translate, replay_text, replay, mic, serve, client, score, transcribe, train, distill)
+COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, train, distill)
 
 
 def build_parser() -> argparse.ArgumentParser:

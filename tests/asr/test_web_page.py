@@ -1,0 +1,107 @@
+"""The Gradio page in a real browser: headless Chromium with a fake microphone playing a recording.
+
+Chromium and chromedriver come from Debian (``make setup`` installs them as root); the test is skipped with a
+message only when they cannot be found. Screenshots (desktop and phone viewport) go to ``work/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+pytest.importorskip("gradio")
+pytest.importorskip("selenium")
+
+JFK = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech" / "jfk" / "jfk.16k.wav"
+SHOTS = Path(__file__).resolve().parents[2] / "work" / "screenshots"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _browser_paths() -> tuple[str, str]:
+    chrome = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    driver = shutil.which("chromedriver")
+    if not chrome or not driver:
+        pytest.skip("Chromium/chromedriver not found: `make setup` as root installs Debian's chromium and "
+                    "chromium-driver")
+    return chrome, driver
+
+
+@pytest.fixture(scope="module")
+def page(models: Any) -> Iterator[str]:
+    from web.gradio_app import CSS, build_app
+
+    port = _free_port()
+    demo = build_app(models)
+    demo.queue(default_concurrency_limit=None).launch(server_name="127.0.0.1", server_port=port, css=CSS,
+                                                      prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}"
+    demo.close()
+
+
+def _driver(tmp_path: Path, width: int, height: int, mobile: bool = False) -> Any:
+    from selenium import webdriver
+    from selenium.webdriver.chrome.options import Options
+    from selenium.webdriver.chrome.service import Service
+
+    chrome, driver = _browser_paths()
+    speech, sr = sf.read(JFK, dtype="float32")
+    wav = tmp_path / "fake-mic.wav"  # speech then silence, so the utterance ends and its caption turns final
+    sf.write(wav, np.concatenate([speech, np.zeros(3 * sr, dtype=np.float32)]), sr, subtype="PCM_16")
+    opts = Options()
+    opts.binary_location = chrome
+    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream",
+                f"--use-file-for-fake-audio-capture={wav}", "--autoplay-policy=no-user-gesture-required",
+                f"--window-size={width},{height}"):
+        opts.add_argument(arg)
+    if mobile:
+        opts.add_experimental_option("mobileEmulation", {"deviceMetrics": {"width": width, "height": height,
+                                                                           "pixelRatio": 2.0}})
+    return webdriver.Chrome(service=Service(driver), options=opts)
+
+
+def test_microphone_captions_appear_and_become_final(page: str, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    d = _driver(tmp_path, 1280, 1000)
+    try:
+        d.get(page)
+        wait = WebDriverWait(d, 60)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#mic button.record-button"))).click()
+        # a revisable caption first, then a final line once the recording's silence ends the utterance
+        wait.until(lambda drv: drv.find_elements(By.CSS_SELECTOR, "#caption p.current, #caption p.final"))
+        WebDriverWait(d, 90).until(
+            lambda drv: any(p.text.strip() for p in drv.find_elements(By.CSS_SELECTOR, "#caption p.final")))
+        finals = [p.text for p in d.find_elements(By.CSS_SELECTOR, "#caption p.final") if p.text.strip()]
+        assert finals
+        assert "segments" in d.find_element(By.ID, "figures").text
+        d.save_screenshot(str(SHOTS / "web-desktop.png"))
+    finally:
+        d.quit()
+    phone = _driver(tmp_path, 390, 844, mobile=True)
+    try:
+        phone.get(page)
+        button = WebDriverWait(phone, 60).until(
+            ec.element_to_be_clickable((By.CSS_SELECTOR, "#mic button.record-button")))
+        width = phone.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 400, f"the page scrolls sideways on a phone ({width} px)"
+        assert button.is_displayed()
+        phone.save_screenshot(str(SHOTS / "web-phone.png"))
+    finally:
+        phone.quit()
