@@ -41,26 +41,28 @@ class _ArgmaxWrapper(nn.Module):
     back to full ids inside the graph.
     """
 
-    def __init__(self, model: NATModel) -> None:
+    def __init__(self, model: NATModel, refinements: int = 0) -> None:
         super().__init__()
         self.model = model
+        self.refinements = refinements
 
     def forward(self, src_ids: Tensor, vocab_ids: Tensor) -> Tensor:
-        states = self.model.states(src_ids, None)
+        states = self.model.states(src_ids, None, refinements=self.refinements, vocab=vocab_ids)
         weight = self.model.embed.weight.index_select(0, vocab_ids)  # [K, d]
         best = torch.matmul(states, weight.t()).argmax(-1)  # [1, T] positions into vocab_ids
         return vocab_ids.index_select(0, best.reshape(-1)).reshape(best.shape)
 
 
-def export_onnx(model: NATModel, path: Path) -> Path:
-    """Write the fp32 ONNX graph of ``model`` (eval mode, batch 1, dynamic source length) to ``path``."""
+def export_onnx(model: NATModel, path: Path, refinements: int = 0) -> Path:
+    """Write the fp32 ONNX graph of ``model`` (eval mode, batch 1, dynamic source length) to ``path``;
+    ``refinements`` extra decoder passes are unrolled into the graph."""
     model = model.eval()
     dummy = torch.tensor([[5, 6, 7, 8, 1]], dtype=torch.long).clamp(max=model.cfg.vocab_size - 1)
     vocab = torch.arange(model.cfg.num_classes, dtype=torch.long)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
         torch.onnx.export(
-            _ArgmaxWrapper(model),
+            _ArgmaxWrapper(model, refinements),
             (dummy, vocab),
             str(path),
             input_names=["src_ids", "vocab_ids"],
@@ -106,11 +108,13 @@ def convert(
     quantization: str | None = None,
     force: bool = False,
     shortlist: Shortlist | None = None,
+    refinements: int = 0,
 ) -> Path:
     """Write a runtime model directory for ``model``; returns it.
 
     ``quantization``: None (fp32 only) or ``"int8"`` (fp32 + int8). Refuses to overwrite an existing
     ``model.onnx`` unless ``force``. ``shortlist`` is saved as ``shortlist.npz`` (the runtime then uses it).
+    ``refinements``: extra decoder passes baked into the graphs (0 = one parallel pass).
     """
     if quantization not in (None, "int8"):
         raise ValueError(f"quantization must be None or 'int8', not {quantization!r}")
@@ -118,13 +122,15 @@ def convert(
     if (out / FP32_NAME).exists() and not force:
         raise FileExistsError(f"{out / FP32_NAME} exists; pass force=True to overwrite")
     out.mkdir(parents=True, exist_ok=True)
-    fp32 = export_onnx(model, out / FP32_NAME)
+    fp32 = export_onnx(model, out / FP32_NAME, refinements)
     if quantization == "int8":
         quantize_int8(fp32, out / INT8_NAME)
     shutil.copyfile(spm_path, out / "source.spm")
     if shortlist is not None:
         shortlist.save(out / SHORTLIST_FILE)
-    (out / "config.json").write_text(json.dumps(config_dict(model.cfg), indent=2) + "\n", encoding="utf-8")
+    config = config_dict(model.cfg)
+    config["refinements"] = refinements
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out
 
 

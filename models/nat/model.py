@@ -35,6 +35,8 @@ from torch import Tensor, nn
 logger = logging.getLogger(__name__)
 
 EOS_ID = 1
+REFINE_THRESHOLD = 0.9
+"""Refinement passes feed back predictions at least this probable (see ``NATModel.states``)."""
 
 
 @dataclass(frozen=True)
@@ -229,10 +231,27 @@ class NATModel(nn.Module):
         """Decoder inputs [B, T, d] → logits [B, T, V+1] (output layer tied to piece + blank embeddings)."""
         return F.linear(self.decode_states(dec_in, dec_pad, enc, src_pad), self.embed.weight[: self.cfg.num_classes])
 
-    def states(self, src: Tensor, src_pad: Tensor | None = None) -> Tensor:
-        """src [B, S] → final decoder states [B, S·upsample, d] (``forward`` without the output layer)."""
+    def states(self, src: Tensor, src_pad: Tensor | None = None, *, refinements: int = 0,
+               vocab: Tensor | None = None, threshold: float = REFINE_THRESHOLD) -> Tensor:
+        """src [B, S] → final decoder states [B, S·upsample, d] (``forward`` without the output layer).
+
+        ``refinements`` > 0: that many extra decoder passes, each feeding the embedding of the previous
+        pass's prediction at every position predicted with probability ≥ ``threshold`` (the inputs glancing
+        training showed the decoder) and the upsampled encoder state elsewhere. ``vocab`` [K] restricts those
+        predictions to a shortlist (ids into the output classes).
+        """
         enc = self.encode(src, src_pad)
-        return self.decode_states(self.upsample(enc), self.dec_pad_mask(src_pad), enc, src_pad)
+        first = self.upsample(enc)
+        dec_pad = self.dec_pad_mask(src_pad)
+        x = self.decode_states(first, dec_pad, enc, src_pad)
+        table = self.embed.weight
+        weight = table[: self.cfg.num_classes] if vocab is None else table.index_select(0, vocab)
+        for _ in range(refinements):
+            conf, best = torch.softmax(torch.matmul(x, weight.t()), dim=-1).max(dim=-1)
+            pred = best if vocab is None else vocab.index_select(0, best.reshape(-1)).reshape(best.shape)
+            sure = (conf >= threshold).unsqueeze(-1)
+            x = self.decode_states(torch.where(sure, self.embed(pred) * self.scale, first), dec_pad, enc, src_pad)
+        return x
 
     def dec_pad_mask(self, src_pad: Tensor | None) -> Tensor | None:
         return None if src_pad is None else src_pad.repeat_interleave(self.cfg.upsample, dim=1)

@@ -240,3 +240,20 @@ def test_fretna_replay_text_through_the_cli(
     assert [r["updates"] for r in rows] == [7, 7]  # one NAT pass per source word, plus finish
     code = main(["replay-text", "--source", str(src), "--policy", "fretna", "--model", str(tmp_path / "none")])
     assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_refinement_passes_export_and_match_torch(tmp_path: Path, tiny: dict[str, Any]) -> None:
+    from models.nat.export import convert
+
+    model, cfg = tiny["model"], tiny["cfg"]
+    out = convert(model, tiny["spm"], tmp_path / "refine", quantization=None, refinements=2)
+    sess = _ort(out / "model.onnx")
+    vocab = np.arange(cfg.num_classes, dtype=np.int64)
+    src = torch.tensor([[12, 40, 7, 99, 1]])
+    with torch.no_grad():
+        want = torch.matmul(model.states(src, refinements=2), model.embed.weight[: cfg.num_classes].t()).argmax(-1)
+        with_none = model.states(src, refinements=0)
+    (got,) = sess.run(["tokens"], {"src_ids": src.numpy(), "vocab_ids": vocab})
+    np.testing.assert_array_equal(got, want.numpy())
+    torch.testing.assert_close(with_none, model.states(src))
+    assert NatTranslator(out, quantized=False).translate_sentence("a dog") is not None
