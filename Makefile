@@ -22,9 +22,17 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'silero-vad>=5.1'
 	@touch $(STAMP)
 
+# with the bundled ASR model: the speech cascade on a long-form recording; without it: the text replay
 demo: setup
-	$(VENV)/bin/simulsub replay-text --source recordings/demo/demo.en --reference recordings/demo/demo.de \
-	  --policy reta --beam 4 --mask-k 2 --show --log $(VENV)/demo-reta.jsonl
+	@if [ -f models/pretrained/paraformer-en/model_quant.onnx ]; then \
+	  $(VENV)/bin/simulsub replay recordings/longform/talk1.flac recordings/longform/talk2.flac \
+	    --transcript-file recordings/longform.en --reference-file recordings/longform.de \
+	    --sentence-times recordings/longform.times.jsonl --policy reta --mask-k 2 \
+	    --srt $(VENV)/demo.srt --log $(VENV)/demo-speech.jsonl; \
+	else \
+	  $(VENV)/bin/simulsub replay-text --source recordings/demo/demo.en --reference recordings/demo/demo.de \
+	    --policy reta --beam 4 --mask-k 2 --show --log $(VENV)/demo-reta.jsonl; \
+	fi
 
 lint: setup
 	$(VENV)/bin/ruff check .
