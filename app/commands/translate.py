@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
@@ -14,7 +16,8 @@ from app.textio import read_stdin_sentences
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("translate", help="translate sentences from stdin (one per line) to stdout")
     p.add_argument("--model", metavar="DIR", help="CTranslate2 model directory with source.spm/target.spm "
-                   "(default: the bundled en→de model; a converted OPUS-MT works too)")
+                   "(default: the bundled en→de model; a converted OPUS-MT works too), or a NAT directory "
+                   "(models/pretrained/nat-en-de: one parallel pass per sentence, --beam ignored)")
     p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for CTranslate2 (default 1)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32)")
@@ -28,10 +31,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--batch-size must be >= 1")
     from models.marian.runtime import DecodeOptions, SourceTooLongError
 
-    translator = load_translator(args.model, threads=args.threads)
     lines = read_stdin_sentences()
     if not lines:
         raise UserError("stdin is empty: pipe one sentence per line")
+    if args.model and _is_nat_dir(Path(args.model)):
+        return _translate_nat(Path(args.model), lines, args.threads)
+    translator = load_translator(args.model, threads=args.threads)
     opts = DecodeOptions(beam_size=args.beam)
     for start in range(0, len(lines), args.batch_size):
         batch = lines[start : start + args.batch_size]
@@ -42,6 +47,31 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(f"stdin: line {line}: {e}") from None
         sys.stdout.write("".join(o + "\n" for o in outputs))
         sys.stdout.flush()
+    return 0
+
+
+def _is_nat_dir(path: Path) -> bool:
+    cfg = path / "config.json"
+    try:
+        return cfg.is_file() and json.loads(cfg.read_text(encoding="utf-8")).get("format") == "simulsub-nat-ctc"
+    except ValueError:
+        return False
+
+
+def _translate_nat(path: Path, lines: list[str], threads: int) -> int:
+    from models.marian.runtime import SourceTooLongError
+    from models.nat.runtime import ModelDirError, NatTranslator
+
+    try:
+        nat = NatTranslator(path, threads=threads)
+    except ModelDirError as e:
+        raise UserError(str(e)) from None
+    for n, line in enumerate(lines, 1):
+        try:
+            sys.stdout.write(nat.translate_sentence(line) + "\n")
+        except SourceTooLongError as e:
+            raise UserError(f"stdin: line {n}: {e}") from None
+    sys.stdout.flush()
     return 0
 
 

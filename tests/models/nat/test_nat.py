@@ -257,3 +257,16 @@ def test_refinement_passes_export_and_match_torch(tmp_path: Path, tiny: dict[str
     np.testing.assert_array_equal(got, want.numpy())
     torch.testing.assert_close(with_none, model.states(src))
     assert NatTranslator(out, quantized=False).translate_sentence("a dog") is not None
+
+
+def test_translate_command_accepts_a_nat_directory(tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    import io
+
+    from app.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("A man walks.\nTwo dogs play.\n"))
+    assert main(["translate", "--model", str(tiny["dir"])]) == 0
+    out = capsys.readouterr().out.splitlines()
+    want = NatTranslator(tiny["dir"]).translate(["A man walks.", "Two dogs play."])
+    assert out == want
