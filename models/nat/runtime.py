@@ -109,6 +109,7 @@ class NatTranslator:
             if self.shortlist.vocab_size != self.vocab_size:
                 raise ModelDirError(f"{SHORTLIST_FILE} covers {self.shortlist.vocab_size} pieces, the model "
                                     f"{self.vocab_size}")
+            self._union = self.shortlist.incremental()
         logger.info("NAT %s on %s (%s)", self.model_dir / onnx_name, self.session.get_providers(),
                     "lexical shortlist" if self.shortlist is not None else "all pieces")
 
@@ -124,7 +125,7 @@ class NatTranslator:
     def translate_ids(self, ids: list[int]) -> list[int]:
         """One parallel pass: decoder argmax tokens → CTC collapse → piece ids (``</s>`` dropped)."""
         src = np.asarray([ids], dtype=np.int64)
-        vocab = self.all_classes if self.shortlist is None else self.shortlist.for_source(ids)
+        vocab = self.all_classes if self.shortlist is None else self._union(ids)
         (tokens,) = self.session.run(["tokens"], {"src_ids": src, "vocab_ids": vocab})
         out = ctc_collapse_np(tokens[0], self.blank_id)
         out = out[(out != EOS_ID) & (out < self.vocab_size)]

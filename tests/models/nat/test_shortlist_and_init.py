@@ -85,3 +85,20 @@ def test_nat_initialised_from_ar_reproduces_its_encoder() -> None:
     with pytest.raises(ArInitError, match="layers"):
         init_from_ar(NATModel(wrong), sd)
 
+
+
+def test_incremental_union_equals_fresh_lookup() -> None:
+    import random
+
+    rng = random.Random(0)
+    sources = [[rng.randrange(60) for _ in range(rng.randint(1, 6))] for _ in range(200)]
+    targets = [[rng.randrange(60) for _ in range(rng.randint(1, 6))] for _ in range(200)]
+    sl = build_shortlist(sources, targets, vocab_size=60, blank_id=60, per_source=5, frequent=4)
+    union = sl.incremental()
+    words = [[rng.randrange(60) for _ in range(2)] for _ in range(12)]
+    prefix: list[int] = []
+    for w in words:  # a growing prefix (with </s>-like id 1 at the end), then a revision, then a new sentence
+        prefix += w
+        assert union([*prefix, 1]).tolist() == sl.for_source([*prefix, 1]).tolist()
+    assert union(prefix[:3]).tolist() == sl.for_source(prefix[:3]).tolist()
+    assert union([7, 99]).tolist() == sl.for_source([7, 99]).tolist()
