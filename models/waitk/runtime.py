@@ -27,6 +27,13 @@ class WaitkModelDirError(ValueError):
     """A directory is not a simulsub wait-k model directory."""
 
 
+def sentence_end_mask(pieces: list[str]) -> np.ndarray:
+    """bool [len(pieces) + 1]: pieces that are only sentence-final punctuation (``.``, ``!``, ``?``, ``▁.``, ``."``);
+    the extra last entry is ``<pad>``."""
+    return np.array([bool(p) and p.lstrip("\u2581").rstrip("\"'»“”)") in (".", "!", "?", "...")
+                     for p in pieces] + [False], dtype=bool)
+
+
 def is_waitk_dir(path: Path) -> bool:
     """True when ``path`` holds a wait-k export (``config.json`` with ``format: simulsub-waitk``)."""
     cfg = path / "config.json"
@@ -64,6 +71,7 @@ class WaitkOnnx:
                                      f"{self.vocab_size - 1}")
         pieces = [self.sp.id_to_piece(i) for i in range(self.vocab_size - 1)]
         self.word_start = np.array([p.startswith("\u2581") for p in pieces] + [False], dtype=bool)
+        self.sentence_end = sentence_end_mask(pieces)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1

@@ -7,6 +7,7 @@ import sentencepiece as spm
 import torch
 
 from models.waitk.model import EOS_ID, WaitkModel
+from models.waitk.runtime import sentence_end_mask
 
 
 class TorchIncremental:
@@ -21,6 +22,7 @@ class TorchIncremental:
         self.max_positions = cfg.max_positions
         pieces = [sp.id_to_piece(i) for i in range(cfg.vocab_size - 1)]
         self.word_start = np.array([p.startswith("\u2581") for p in pieces] + [False], dtype=bool)
+        self.sentence_end = sentence_end_mask(pieces)
         self.reset()
 
     def reset(self) -> None:

@@ -10,7 +10,10 @@ Target word t is complete when the model proposes the start of word t + 1 (or ``
 with word t's source context, so it is discarded and the last token of word t stays pending: it is fed again
 (with the k + t source words word t + 1 is entitled to) when word t + 1 is written, with the proposal then
 restricted to word-initial pieces, since word t is already on screen. ``</s>`` is only accepted once the source
-has ended.
+has ended; a model that proposes ``</s>`` earlier (it has said all the read source allows) is not made to write:
+the policy reads the next source word first (a stall), as wait-k implementations do. Likewise no sentence-final
+``.``/``!``/``?`` is written before the source ends: a word shown can never be taken back, and a premature full stop
+makes a sentence-level model consider the translation finished.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ class IncrementalModel(Protocol):
     pad_id: int
     max_positions: int
     word_start: np.ndarray  # bool [V]: piece opens a word
+    sentence_end: np.ndarray  # bool [V]: piece is sentence-final punctuation
     source_tokens: int
     target_tokens: int
 
@@ -62,6 +66,8 @@ class WaitkPolicy:
         self._pending: int | None = self.model.start_id  # last written token, not yet in the decoder cache
         self._carried: np.ndarray | None = None  # next-token logits already computed on the final source
         self._done = False
+        self._stalled = False  # the model proposed </s> before the source ended: read before writing again
+        self._held: str | None = None  # a finished word not shown yet (see _write_word)
         self._revision = 0
 
     # -- Policy -------------------------------------------------------------------------------------------
@@ -72,12 +78,14 @@ class WaitkPolicy:
             else:
                 words = source.stable_tokens
                 while not self._done:
-                    if self._read < self.k + len(self._words):  # g(t) for t = len(words) + 1
+                    # g(t) for t = len(words) + 1; a stall (the model would end the translation here) reads on
+                    if self._stalled or self._read < self.k + len(self._words):
                         if self._read >= len(words):
                             break  # wait for the next source word
                         self._read_word(words[self._read])
+                        self._stalled = False
                         continue
-                    if not self._write_word():
+                    if not self._write_word() and not self._stalled:
                         break
         return self._state()
 
@@ -106,11 +114,19 @@ class WaitkPolicy:
         self._ended = True
         while self._write_word():
             pass
+        self._show_held()
         self._done = True
 
     def _limit(self) -> int:
         budget = int(self.max_length_ratio * self.model.source_tokens) + 10
         return min(budget, self.model.max_positions - 1)
+
+    def _wants_end(self, logits: np.ndarray) -> bool:
+        """The model's best next piece ends the sentence (``</s>`` or a final ``.``/``!``/``?``)."""
+        scores = np.array(logits, dtype=np.float32, copy=True)
+        scores[self.model.pad_id] = -np.inf
+        best = int(np.argmax(scores))
+        return best == self.model.eos_id or bool(self.model.sentence_end[best])
 
     def _pick(self, logits: np.ndarray, word_start_only: bool) -> int:
         scores = np.array(logits, dtype=np.float32, copy=True)
@@ -118,14 +134,25 @@ class WaitkPolicy:
         if word_start_only:
             allowed = self.model.word_start.copy()
             allowed[self.model.eos_id] = True
+            if self._ended:  # the full stop that waited for the end of the source (shown as its own word)
+                allowed |= self.model.sentence_end
             scores[~allowed] = -np.inf
-        if not self._ended:
+        if not self._ended:  # the sentence cannot end (nor be said to end, on screen) before its source does
             scores[self.model.eos_id] = -np.inf
+            scores[self.model.sentence_end] = -np.inf
         return int(np.argmax(scores))
 
     def _write_word(self) -> bool:
-        """Write one target word on the source read so far; False when the translation is over."""
+        """Write one target word on the source read so far; False when nothing was written: the translation
+        is over, the length limit is reached, or (source not ended) the model would end the sentence here
+        (``</s>`` or a full stop), which sets ``_stalled`` so the next source word is read first.
+
+        A word after which the model wants to end the sentence is held back (not shown) until it is known
+        whether the model goes on (the word is shown, then the next one) or the source ends (the full stop
+        joins it): a word on screen is never changed.
+        """
         if self.model.target_tokens >= self._limit():
+            self._show_held()
             self._done = self._done or self._ended
             return False
         if self._carried is not None:
@@ -133,16 +160,27 @@ class WaitkPolicy:
         else:
             assert self._pending is not None
             logits = self.model.propose(self._pending)
+            if not self._ended and self._wants_end(logits):
+                self._stalled = True  # the proposal is dropped: the pending token is fed again with more source
+                return False
             self.model.commit()
         self._pending = None
         token = self._pick(logits, word_start_only=True)
+        if self._held is not None and bool(self.model.sentence_end[token]):
+            self._held += self.model.decode([token]).strip()  # the source has ended: the full stop joins the word
+            self._show_held()
+            self._pending = token
+            return True
+        self._show_held()
         if token == self.model.eos_id:
             return False
         pieces = [token]
+        wants_end = False
         while True:
             logits = self.model.propose(token)
             nxt = self._pick(logits, word_start_only=False)
-            boundary = nxt == self.model.eos_id or bool(self.model.word_start[nxt])
+            wants_end = self._wants_end(logits)
+            boundary = wants_end or nxt == self.model.eos_id or bool(self.model.word_start[nxt])
             if boundary or self.model.target_tokens + 1 >= self._limit():
                 if self._ended:  # the source will not grow: this proposal stays valid
                     self.model.commit()
@@ -154,6 +192,15 @@ class WaitkPolicy:
             pieces.append(nxt)
             token = nxt
         text = self.model.decode(pieces).strip()
+        if wants_end and not self._ended:
+            self._held = text or None  # shown once the model goes on, or with its full stop at the end
+            self._stalled = True
+            return False
         if text:
             self._words.extend(text.split())
         return True
+
+    def _show_held(self) -> None:
+        if self._held is not None:
+            self._words.extend(self._held.split())
+            self._held = None

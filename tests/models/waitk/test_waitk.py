@@ -76,7 +76,7 @@ class Recompute:
         ref = TorchIncremental(model, sp)
         self.model, self.sp = model, sp
         self.start_id, self.eos_id, self.pad_id = ref.start_id, ref.eos_id, ref.pad_id
-        self.max_positions, self.word_start = ref.max_positions, ref.word_start
+        self.max_positions, self.word_start, self.sentence_end = ref.max_positions, ref.word_start, ref.sentence_end
         self.reset()
 
     def reset(self) -> None:
@@ -147,6 +147,7 @@ class Scripted:
         self.pieces = ["<unk>", "</s>", "\u2581Ein", "\u2581gro", "ßer", "\u2581Hund", ".", "<pad>"]
         self.start_id, self.eos_id, self.pad_id, self.max_positions = 7, 1, 7, 64
         self.word_start = np.array([p.startswith("\u2581") for p in self.pieces])
+        self.sentence_end = np.array([p == "." for p in self.pieces])
         self.script = [2, 3, 4, 5, 6, 1]
         self.reset()
 
@@ -181,12 +182,14 @@ def test_schedule_reads_words_writes_words_and_never_revises() -> None:
     policy = WaitkPolicy(fake, k=2)  # type: ignore[arg-type]
     src = ("A", "big", "dog", "barks", ".")
     outs = [policy.update(SourceState(src[:i], float(i))) for i in range(1, len(src) + 1)]
-    # after g words read, max(0, g - k + 1) words written
-    assert [len(o.tokens) for o in outs] == [0, 1, 2, 3, 4]
+    # after g words read, max(0, g - k + 1) words written — until the model has said everything and
+    # proposes </s> before the source ended: then it is not made to write (a stall) but reads on
+    assert [len(o.tokens) for o in outs] == [0, 1, 2, 2, 2]  # "Hund" waits: is a full stop coming?
     assert outs[1].tokens == ("Ein",) and outs[2].tokens == ("Ein", "großer")
+    assert outs[-1].tokens == ("Ein", "großer")  # no full stop before the source ends, "Hund" held back
     assert all(o.stable == len(o.tokens) and not o.final for o in outs)
     final = policy.update(SourceState(src, 5.0, finished=True))
-    assert final.final and final.tokens[:4] == outs[-1].tokens
+    assert final.final and final.tokens == ("Ein", "großer", "Hund.")  # the full stop waited for the end
     prev: tuple[str, ...] = ()
     for o in [*outs, final]:
         assert o.tokens[: len(prev)] == prev  # never a revision
