@@ -35,6 +35,8 @@ def add_family(fam: Any) -> None:
     p.add_argument("--warmup-steps", type=int, default=800,
                    help="linear warm-up steps, then 1/sqrt decay (default 800)")
     p.add_argument("--ctc-weight", type=float, default=0.3, help="CTC auxiliary loss weight, 0 = off (default 0.3)")
+    p.add_argument("--ctc-warmup-steps", type=int, default=0,
+                   help="optimise only the CTC term for the first N steps (encoder warm-up; default 0)")
     p.add_argument("--chunk-train-prob", type=float, default=0.25,
                    help="share of batches trained with a streaming chunk attention mask (default 0.25)")
     p.add_argument("--festival-share", type=float, default=0.15, help="share of festival voices (default 0.15)")
@@ -61,7 +63,7 @@ def run_paraformer(args: argparse.Namespace) -> int:
         max_frames=args.max_frames, lr=args.lr, warmup_steps=args.warmup_steps, ctc_weight=args.ctc_weight,
         chunk_train_prob=args.chunk_train_prob, festival_share=args.festival_share,
         spec_augment=args.spec_augment, threads=args.threads, jobs=args.jobs, seed=args.seed,
-        max_minutes=args.max_minutes, progress=args.progress,
+        max_minutes=args.max_minutes, progress=args.progress, ctc_warmup_steps=args.ctc_warmup_steps,
     )
     if args.d_model % args.heads:
         raise UserError(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")

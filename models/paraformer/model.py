@@ -250,6 +250,7 @@ class LossOutput:
     ctc: float
     acc: float
     tokens: int
+    ctc_loss: Tensor | None = None  # the CTC term alone (per target token), for a CTC warm-up of the encoder
 
 
 class Paraformer(nn.Module):
@@ -317,6 +318,7 @@ class Paraformer(nn.Module):
         )
         loss = att + c.predictor_weight * quantity
         ctc_val = 0.0
+        ctc_loss: Tensor | None = None
         if self.ctc is not None:
             lp = torch.log_softmax(self.ctc(enc), dim=-1).transpose(0, 1)
             flat = targets[targets >= 0]
@@ -324,10 +326,11 @@ class Paraformer(nn.Module):
             ctc = ctc / max(1, int(target_lengths.sum()))  # per target token
             loss = (1 - c.ctc_weight) * att + c.ctc_weight * ctc + c.predictor_weight * quantity
             ctc_val = float(ctc.detach())
+            ctc_loss = ctc
         # accuracy of the first (unglanced) pass: what inference would get with the right token count
         acc = float(((first == ys) & tok_mask).sum()) / max(1, int(tok_mask.sum()))
         return LossOutput(loss=loss, att=float(att.detach()), quantity=float(quantity.detach()), ctc=ctc_val,
-                          acc=acc, tokens=int(tok_mask.sum()))
+                          acc=acc, tokens=int(tok_mask.sum()), ctc_loss=ctc_loss)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

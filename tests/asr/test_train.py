@@ -35,6 +35,18 @@ def test_training_step_with_chunk_mask_and_ctc() -> None:
     assert model.predictor.out.weight.grad is not None and model.predictor.out.weight.grad.abs().sum() > 0
 
 
+def test_ctc_warmup_term_trains_only_encoder_and_ctc_head() -> None:
+    torch.manual_seed(0)
+    model = Paraformer(ParaformerConfig(vocab_size=30, d_model=32, heads=2, ffn_dim=64, encoder_layers=2,
+                                        decoder_layers=1, chunk_train_prob=0.0, ctc_weight=0.3))
+    out = model(torch.randn(2, 40, 560), torch.tensor([40, 25]), torch.tensor([[5, 6, 7, 8], [9, 10, -1, -1]]),
+                torch.tensor([4, 2]))
+    assert out.ctc_loss is not None and float(out.ctc_loss) == pytest.approx(out.ctc, rel=1e-5)
+    out.ctc_loss.backward()
+    assert model.ctc is not None and model.ctc.weight.grad is not None
+    assert all(p.grad is None for p in model.decoder.parameters())  # the decoder waits for the joint loss
+
+
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 def test_train_resume_and_export(tmp_path: Path) -> None:
     from models.asr.runtime import ParaformerOnnx
