@@ -36,3 +36,19 @@ def read_stdin_sentences() -> list[str]:
         if not line.strip():
             raise UserError(f"stdin: line {i} is empty (one sentence per line, no blank lines)")
     return lines
+
+
+def read_lines_per_audio(path: str | Path, count: int, *, what: str) -> list[str]:
+    """One line per audio file (trailing blank lines ignored); :class:`UserError` when unreadable or miscounted."""
+    p = Path(path)
+    try:
+        lines = p.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise UserError(f"{what} {p} does not exist") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UserError(f"cannot read {what} {p}: {e}") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if len(lines) != count:
+        raise UserError(f"{what} {p} has {len(lines)} lines but {count} audio files were given")
+    return lines

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
 
 RESUMABLE_CHANGES = ("epochs", "threads")
 """Options a resumed run may change: how long it trains and on how many threads."""
@@ -40,3 +44,30 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resume_last_epoch(work_dir: Path, model: Any, optim: Any) -> tuple[int, int]:
+    """Load the newest ``epochNN.pt`` of ``work_dir`` into ``model``/``optim`` (and torch's RNG); returns the epoch
+    to start from and the optimiser step count ((1, 0) when there is none)."""
+    import torch
+
+    ckpts = sorted(work_dir.glob("epoch*.pt"))
+    if not ckpts:
+        return 1, 0
+    state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+    model.load_state_dict(state["model"])
+    optim.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    logger.info("resumed from %s", ckpts[-1].name)
+    return int(state["epoch"]) + 1, int(state["step"])
+
+
+def save_epoch(work_dir: Path, epoch: int, step: int, config: Mapping[str, object], model: Any, optim: Any) -> Path:
+    """Write ``epochNN.pt`` atomically (config, weights, optimiser, step, RNG) for :func:`resume_last_epoch`."""
+    import torch
+
+    ckpt = work_dir / f"epoch{epoch:02d}.pt"
+    torch.save({"config": dict(config), "model": model.state_dict(), "optimizer": optim.state_dict(),
+                "epoch": epoch, "step": step, "torch_rng": torch.get_rng_state()}, ckpt.with_suffix(".tmp"))
+    ckpt.with_suffix(".tmp").rename(ckpt)
+    return ckpt

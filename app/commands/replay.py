@@ -21,6 +21,7 @@ from app.audio_sources import file_source, paced
 from app.errors import UserError
 from app.report import json_ready, print_summary
 from app.speech_session import SpeechModels, add_speech_arguments, speech_config
+from app.textio import read_lines_per_audio
 from streaming.instance import InstanceRecord, score_instances
 from streaming.resegment import TimedWord, stream_instances
 from streaming.speech_pipeline import CaptionEvent, SegmentResult, SpeechPipeline
@@ -47,20 +48,7 @@ def add_parser(sub: Any) -> None:
 
 
 def _lines(path: str | None, count: int, what: str) -> list[str] | None:
-    if path is None:
-        return None
-    p = Path(path)
-    try:
-        lines = p.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"{what} {p} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read {what} {p}: {e}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) != count:
-        raise UserError(f"{what} {p} has {len(lines)} lines but {count} audio files were given")
-    return lines
+    return None if path is None else read_lines_per_audio(path, count, what=what)
 
 
 def _sentence_times(path: str | None, count: int) -> list[list[tuple[float, float]]] | None:

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
+from app.textio import read_lines_per_audio
 
 DEFAULT_ASR_MODEL = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "paraformer-en"
 
@@ -33,21 +34,6 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def _read_references(path: str, count: int) -> list[str]:
-    ref = Path(path)
-    try:
-        lines = ref.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise UserError(f"reference file {ref} does not exist") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UserError(f"cannot read reference file {ref}: {e}") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if len(lines) != count:
-        raise UserError(f"reference file {ref} has {len(lines)} lines but {count} audio files were given")
-    return lines
-
-
 def run(args: argparse.Namespace) -> int:
     from models.asr.audio import AudioError, load_audio
     from models.asr.runtime import ModelDirError, ParaformerOnnx
@@ -56,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     for a in args.audio:
         if not Path(a).is_file():
             raise UserError(f"audio file {a} does not exist")
-    refs = _read_references(args.reference_file, len(args.audio)) if args.reference_file else None
+    refs = None
+    if args.reference_file:
+        refs = read_lines_per_audio(args.reference_file, len(args.audio), what="reference file")
     if args.threads < 1 or args.chunk_ms <= 0 or args.lookahead_ms < 0:
         raise UserError("--threads must be ≥ 1, --chunk-ms > 0 and --lookahead-ms ≥ 0")
     model_dir = Path(args.model or os.environ.get("SIMULSUB_ASR_MODEL") or DEFAULT_ASR_MODEL)

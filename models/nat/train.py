@@ -29,7 +29,7 @@ from models.nat.init_from_ar import init_from_ar, load_ar_state, nat_config_like
 from models.nat.model import ModelConfig, NATModel, anneal_ratio, greedy_decode
 from models.nat.shortlist import Shortlist, build_shortlist
 from models.text.data import load_split, multi30k_dir
-from models.training import cpu_has_bf16, guard_options, inverse_sqrt_lr
+from models.training import cpu_has_bf16, guard_options, inverse_sqrt_lr, resume_last_epoch, save_epoch
 
 logger = logging.getLogger(__name__)
 EOS_ID = 1
@@ -155,15 +155,7 @@ def train(opts: NatTrainOptions) -> Path:
     logger.info("NAT %.2f M parameters, %s", sum(p.numel() for p in model.parameters()) / 1e6,
                 "bf16 autocast" if bf16 else "fp32")
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), eps=1e-9)
-    start_epoch, step = 1, 0
-    ckpts = sorted(work.glob("epoch*.pt"))
-    if ckpts:
-        state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
-        logger.info("resumed from %s", ckpts[-1].name)
+    start_epoch, step = resume_last_epoch(work, model, optim)
     n_batches = len(make_batches(src_ids, tgt_ids, max_tokens=opts.max_tokens, seed=0))
     total_steps = n_batches * opts.epochs
     for epoch in range(start_epoch, opts.epochs + 1):
@@ -186,10 +178,7 @@ def train(opts: NatTrainOptions) -> Path:
             loss_sum += float(loss.detach())
             bar.set_postfix(loss=f"{loss_sum / n:.3f}", glance=f"{ratio:.2f}", refresh=False)
         bar.close()
-        ckpt = work / f"epoch{epoch:02d}.pt"
-        torch.save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optim.state_dict(),
-                    "epoch": epoch, "step": step, "torch_rng": torch.get_rng_state()}, ckpt.with_suffix(".tmp"))
-        ckpt.with_suffix(".tmp").rename(ckpt)
+        save_epoch(work, epoch, step, asdict(cfg), model, optim)
         bleu = evaluate_bleu(model, sp, val_src, val_ref)
         rec = {"epoch": epoch, "step": step, "loss": round(loss_sum / max(len(batches), 1), 4),
                "val_bleu": round(bleu, 2), "train_seconds": round(time.time() - t0, 1)}

@@ -32,7 +32,7 @@ from models.marian.distill import read_distilled
 from models.marian.export import average_state_dicts
 from models.nat.init_from_ar import load_ar_state
 from models.text.data import load_split, multi30k_dir
-from models.training import cpu_has_bf16, guard_options, inverse_sqrt_lr
+from models.training import cpu_has_bf16, guard_options, inverse_sqrt_lr, resume_last_epoch, save_epoch
 from models.waitk.export import convert
 from models.waitk.model import EOS_ID, FULL_SOURCE, WaitkConfig, WaitkModel, init_from_ar, word_index
 from models.waitk.torch_step import TorchIncremental
@@ -161,15 +161,7 @@ def train(opts: WaitkTrainOptions) -> Path:
     if ar_state is not None:
         init_from_ar(model, ar_state)
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), eps=1e-9)
-    start_epoch, step = 1, 0
-    ckpts = sorted(work.glob("epoch*.pt"))
-    if ckpts:
-        state = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
-        model.load_state_dict(state["model"])
-        optim.load_state_dict(state["optimizer"])
-        torch.set_rng_state(state["torch_rng"])
-        start_epoch, step = state["epoch"] + 1, state["step"]
-        logger.info("resumed from %s", ckpts[-1].name)
+    start_epoch, step = resume_last_epoch(work, model, optim)
     bf16 = opts.bf16 and cpu_has_bf16()
     logger.info("wait-k model %.2f M parameters, %d pairs, %s", sum(p.numel() for p in model.parameters()) / 1e6,
                 len(examples), "bf16 autocast" if bf16 else "fp32")
@@ -204,10 +196,7 @@ def train(opts: WaitkTrainOptions) -> Path:
             tok_sum += n
             bar.set_postfix(loss=f"{loss_sum / tok_sum:.3f}", refresh=False)
         bar.close()
-        ckpt = work / f"epoch{epoch:02d}.pt"
-        torch.save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": optim.state_dict(),
-                    "epoch": epoch, "step": step, "torch_rng": torch.get_rng_state()}, ckpt.with_suffix(".tmp"))
-        ckpt.with_suffix(".tmp").rename(ckpt)
+        save_epoch(work, epoch, step, asdict(cfg), model, optim)
         model.eval()
         rec = {"epoch": epoch, "step": step, "loss": round(loss_sum / max(tok_sum, 1), 4),
                "train_seconds": round(time.time() - t0, 1)}
