@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app.devices import onnx_providers
 from app.errors import UserError
 from app.profiles import DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, load_translator
 from streaming.policy import Policy
@@ -34,6 +35,7 @@ class PolicyConfig:
     threads: int = 1
     k: int = 3
     shortlist: bool = True  # fretna: score only each source's lexical shortlist when the model has one
+    device: str = "cpu"  # "cpu" or "cuda", already resolved (app.devices.resolve_device)
 
 
 class ModelCache:
@@ -68,13 +70,13 @@ def build_policy(cfg: PolicyConfig, cache: ModelCache | None = None) -> Policy:
                                   prefix_beta=cfg.prefix_beta, mask_k=cfg.mask_k)
         except ValueError as e:
             raise UserError(str(e)) from None
-        translator = models.get(("ct2", cfg.model, cfg.threads),
-                                lambda: load_translator(cfg.model, threads=cfg.threads))
+        translator = models.get(("ct2", cfg.model, cfg.threads, cfg.device),
+                                lambda: load_translator(cfg.model, threads=cfg.threads, device=cfg.device))
         return RetaPolicy(translator, options)
     if cfg.name == "fretna":
         from streaming.policies.fretna import FretnaPolicy
 
-        nat = models.get(("nat", cfg.model, cfg.threads, cfg.shortlist), lambda: _load_nat(cfg))
+        nat = models.get(("nat", cfg.model, cfg.threads, cfg.shortlist, cfg.device), lambda: _load_nat(cfg))
         return FretnaPolicy(nat, mask_k=cfg.mask_k)
     if cfg.name == "waitk":
         if cfg.k < 1:
@@ -91,7 +93,8 @@ def _load_nat(cfg: PolicyConfig) -> Any:
         raise UserError(f"NAT model directory {path} does not exist (train one: simulsub distill && "
                         "simulsub train nat --export, or pass --model DIR)")
     try:
-        return NatTranslator(path, threads=cfg.threads, use_shortlist=cfg.shortlist)
+        return NatTranslator(path, threads=cfg.threads, use_shortlist=cfg.shortlist,
+                             providers=onnx_providers(cfg.device))
     except ModelDirError as e:
         raise UserError(str(e)) from None
 
@@ -107,13 +110,14 @@ def _waitk_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
 
         def load() -> WaitkOnnx:
             try:
-                return WaitkOnnx(path, threads=cfg.threads)
+                return WaitkOnnx(path, threads=cfg.threads, providers=onnx_providers(cfg.device))
             except WaitkModelDirError as e:
                 raise UserError(str(e)) from None
 
-        base: WaitkOnnx = models.get(("waitk", path, cfg.threads), load)
+        base: WaitkOnnx = models.get(("waitk", path, cfg.threads, cfg.device), load)
         return WaitkPolicy(base.fork(), cfg.k)
     from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
 
-    translator = models.get(("ct2", path, cfg.threads), lambda: load_translator(path, threads=cfg.threads))
+    translator = models.get(("ct2", path, cfg.threads, cfg.device),
+                            lambda: load_translator(path, threads=cfg.threads, device=cfg.device))
     return OfflineWaitkPolicy(translator, WaitkOptions(k=cfg.k, beam_size=cfg.beam))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.devices import add_device_argument, onnx_providers, resolve_device
 from app.errors import UserError
 from app.policies import POLICY_NAMES, ModelCache, PolicyConfig, build_policy
 from app.profiles import PRETRAINED_DIR
@@ -36,10 +37,15 @@ class SpeechConfig:
     pre_roll_ms: float = 300.0
     max_segment_ms: float = 20000.0
     threads: int = 1
+    device: str = "cpu"  # resolved compute device of the ASR and translation models ("cpu" or "cuda")
 
 
-def add_speech_arguments(p: argparse.ArgumentParser) -> None:
-    """The options every speech driver shares (policy, models, VAD, streaming)."""
+def add_speech_arguments(p: argparse.ArgumentParser, *, device_flag: str = "--device") -> None:
+    """The options every speech driver shares (policy, models, VAD, streaming, compute device).
+
+    ``device_flag``: the name of the compute-device option (``--compute-device`` where ``--device`` already
+    picks an audio input device).
+    """
     p.add_argument("--policy", choices=POLICY_NAMES, default="reta", help="simultaneous policy (default reta)")
     p.add_argument("--model", metavar="DIR", help="translation model directory (default: the policy's bundled one)")
     p.add_argument("--asr-model", metavar="DIR",
@@ -58,16 +64,20 @@ def add_speech_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-segment-ms", type=float, default=20000.0,
                    help="cut continuous speech into utterances of at most this long (default 20000)")
     p.add_argument("--threads", type=int, default=1, help="inference threads per model (default 1)")
+    add_device_argument(p, device_flag)
 
 
 def speech_config(args: argparse.Namespace) -> SpeechConfig:
     if args.threads < 1 or args.chunk_ms <= 0 or args.lookahead_ms < 0 or args.max_segment_ms <= 0:
         raise UserError("--threads must be ≥ 1, --chunk-ms and --max-segment-ms > 0, --lookahead-ms ≥ 0")
+    device = resolve_device(args.compute_device)
     policy = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
-                          mask_k=args.mask_k, prefix_bias=args.prefix_bias, threads=args.threads, k=args.k)
+                          mask_k=args.mask_k, prefix_bias=args.prefix_bias, threads=args.threads, k=args.k,
+                          device=device)
     return SpeechConfig(policy=policy, asr_model=Path(args.asr_model) if args.asr_model else None,
                         chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, vad_threshold=args.vad_threshold,
-                        min_silence_ms=args.min_silence_ms, max_segment_ms=args.max_segment_ms, threads=args.threads)
+                        min_silence_ms=args.min_silence_ms, max_segment_ms=args.max_segment_ms, threads=args.threads,
+                        device=device)
 
 
 def load_asr(cfg: SpeechConfig) -> Any:
@@ -79,7 +89,10 @@ def load_asr(cfg: SpeechConfig) -> Any:
         raise UserError(f"cannot load ASR model: {model_dir} does not exist (pass --asr-model DIR, a Paraformer "
                         "ONNX directory, or train the default with `simulsub train paraformer --export`)")
     try:
-        return ParaformerOnnx(model_dir, quantized=cfg.asr_quantized, threads=cfg.threads)
+        # int8 weights on the CPU; on a GPU the fp32 graph (CUDA has no fast int8 MatMulInteger)
+        quantized = cfg.asr_quantized and cfg.device == "cpu"
+        return ParaformerOnnx(model_dir, quantized=quantized, threads=cfg.threads,
+                              providers=onnx_providers(cfg.device))
     except (ModelDirError, ValueError) as e:
         raise UserError(f"cannot load ASR model: {e}") from None
 

@@ -122,7 +122,8 @@ def policy_for(base: PolicyConfig, name: str, latency: int) -> PolicyConfig:
     """The page's latency knob: re-translation hides the last ``latency`` words; wait-k waits ``latency + 1``."""
     same = name == base.name
     return PolicyConfig(name=name, model=base.model if same else None, beam=base.beam, mask_k=0 if name == "waitk"
-                        else latency, prefix_bias=base.prefix_bias, threads=base.threads, k=latency + 1)
+                        else latency, prefix_bias=base.prefix_bias, threads=base.threads, k=latency + 1,
+                        device=base.device)
 
 
 def build_app(models: SpeechModels) -> Any:

@@ -16,7 +16,7 @@ from app.speech_session import SpeechModels, add_speech_arguments, speech_config
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("mic", help="live captions from a microphone (Ctrl-C to stop)")
-    add_speech_arguments(p)
+    add_speech_arguments(p, device_flag="--compute-device")
     p.add_argument("--device", help="input device name or index (default: the system's default input); "
                                     "`python -m sounddevice` lists them")
     p.add_argument("--list-devices", action="store_true", help="list the input devices and exit")

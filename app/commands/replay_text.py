@@ -10,6 +10,7 @@ from typing import Any
 
 from tqdm import tqdm
 
+from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
 from app.policies import POLICY_NAMES, PolicyConfig, build_policy
 from app.report import json_ready, print_summary
@@ -37,6 +38,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-shortlist", action="store_true",
                    help="fretna: score every output piece instead of the model's lexical shortlist")
     p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    add_device_argument(p)
     p.add_argument("--word-ms", type=float, default=DEFAULT_WORD_MS,
                    help="nominal ms per source word to express compute in words for *_CA (default 400)")
     p.add_argument("--limit", type=int, default=0, help="replay only the first N sentences")
@@ -62,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--word-ms must be positive")
     cfg = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
                        mask_k=args.mask_k, prefix_bias=args.prefix_bias, prefix_beta=args.prefix_beta,
-                       threads=args.threads, k=args.k, shortlist=not args.no_shortlist)
+                       threads=args.threads, k=args.k, shortlist=not args.no_shortlist,
+                       device=resolve_device(args.compute_device))
     policy = build_policy(cfg)
     options = TextStreamOptions(mask_k=args.mask_k, word_ms=args.word_ms)
     log_file = _open_log(args.log)

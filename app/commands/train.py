@@ -33,8 +33,12 @@ def add_parser(sub: Any) -> None:
     n.add_argument("--work-dir", default="work/nat-en-de", help="checkpoints and logs (default work/nat-en-de)")
     n.add_argument("--epochs", type=int, default=6, help="epochs to train in total (default 6)")
     n.add_argument("--init-from", default="work/marian-en-de", metavar="DIR",
-                   help="AR (simulsub train marian) work directory whose averaged checkpoints initialise the NAT "
-                        "(default work/marian-en-de); '' starts from random weights")
+                   help="AR (simulsub train marian) or NAT (simulsub train nat) work directory whose averaged "
+                        "checkpoints initialise the NAT (default work/marian-en-de); '' starts from random weights")
+    n.add_argument("--encoder-layers", type=int, default=3,
+                   help="NAT encoder layers (default 3); fewer than the initialising model's takes evenly spaced "
+                        "layers of it")
+    n.add_argument("--decoder-layers", type=int, default=3, help="NAT decoder layers (default 3), as above")
     n.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     n.add_argument("--export", metavar="DIR", nargs="?", const=str(DEFAULT_MT_MODEL.parent / "nat-en-de"),
                    help="after training, average the last --average checkpoints and write the ONNX model "
@@ -78,7 +82,8 @@ def run_nat(args: argparse.Namespace) -> int:
     mod = training_module("models.nat.train")
     NatTrainOptions, finalize, train = mod.NatTrainOptions, mod.finalize, mod.train
     opts = NatTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
-                           init_from=args.init_from, threads=args.threads)
+                           init_from=args.init_from, threads=args.threads, encoder_layers=args.encoder_layers,
+                           decoder_layers=args.decoder_layers)
     if not opts.distill_file.is_file():
         raise UserError(f"{opts.distill_file} does not exist: run `simulsub distill` first")
     try:

@@ -36,7 +36,8 @@ def add_family(fam: Any) -> None:
                    help="linear warm-up steps, then 1/sqrt decay (default 800)")
     p.add_argument("--ctc-weight", type=float, default=0.3, help="CTC auxiliary loss weight, 0 = off (default 0.3)")
     p.add_argument("--ctc-warmup-steps", type=int, default=0,
-                   help="optimise only the CTC term for the first N steps (encoder warm-up; default 0)")
+                   help="encoder warm-up: the first N steps optimise CTC + CIF quantity loss only, without the "
+                        "decoder (default 0)")
     p.add_argument("--chunk-train-prob", type=float, default=0.25,
                    help="share of batches trained with a streaming chunk attention mask (default 0.25)")
     p.add_argument("--festival-share", type=float, default=0.15, help="share of festival voices (default 0.15)")

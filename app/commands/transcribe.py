@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from app.devices import add_device_argument, onnx_providers, resolve_device
 from app.errors import UserError
 from app.textio import read_lines_per_audio
 
@@ -31,6 +32,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--float", dest="quantized", action="store_false",
                    help="use model.onnx instead of the int8 model_quant.onnx")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    add_device_argument(p)
     p.set_defaults(run=run)
 
 
@@ -47,12 +49,14 @@ def run(args: argparse.Namespace) -> int:
         refs = read_lines_per_audio(args.reference_file, len(args.audio), what="reference file")
     if args.threads < 1 or args.chunk_ms <= 0 or args.lookahead_ms < 0:
         raise UserError("--threads must be ≥ 1, --chunk-ms > 0 and --lookahead-ms ≥ 0")
+    device = resolve_device(args.compute_device)
     model_dir = Path(args.model or os.environ.get("SIMULSUB_ASR_MODEL") or DEFAULT_ASR_MODEL)
     if not model_dir.is_dir():
         raise UserError(f"cannot load ASR model: {model_dir} does not exist (pass --model DIR, a Paraformer ONNX "
                         "directory, or train the default with `simulsub train paraformer --export`)")
     try:
-        model = ParaformerOnnx(model_dir, quantized=args.quantized, threads=args.threads)
+        model = ParaformerOnnx(model_dir, quantized=args.quantized and device == "cpu", threads=args.threads,
+                               providers=onnx_providers(device))
     except (ModelDirError, ValueError) as e:
         raise UserError(f"cannot load ASR model: {e}") from None
     recognizer = None

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.devices import add_device_argument, onnx_providers, resolve_device
 from app.errors import UserError
 from app.profiles import load_translator
 from app.textio import read_stdin_sentences
@@ -21,6 +22,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for CTranslate2 (default 1)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32)")
+    add_device_argument(p)
     p.set_defaults(run=run)
 
 
@@ -34,9 +36,10 @@ def run(args: argparse.Namespace) -> int:
     lines = read_stdin_sentences()
     if not lines:
         raise UserError("stdin is empty: pipe one sentence per line")
+    device = resolve_device(args.compute_device)
     if args.model and _is_nat_dir(Path(args.model)):
-        return _translate_nat(Path(args.model), lines, args.threads)
-    translator = load_translator(args.model, threads=args.threads)
+        return _translate_nat(Path(args.model), lines, args.threads, device)
+    translator = load_translator(args.model, threads=args.threads, device=device)
     opts = DecodeOptions(beam_size=args.beam)
     for start in range(0, len(lines), args.batch_size):
         batch = lines[start : start + args.batch_size]
@@ -58,12 +61,12 @@ def _is_nat_dir(path: Path) -> bool:
         return False
 
 
-def _translate_nat(path: Path, lines: list[str], threads: int) -> int:
+def _translate_nat(path: Path, lines: list[str], threads: int, device: str) -> int:
     from models.marian.runtime import SourceTooLongError
     from models.nat.runtime import ModelDirError, NatTranslator
 
     try:
-        nat = NatTranslator(path, threads=threads)
+        nat = NatTranslator(path, threads=threads, providers=onnx_providers(device))
     except ModelDirError as e:
         raise UserError(str(e)) from None
     for n, line in enumerate(lines, 1):

@@ -12,6 +12,10 @@ Mapping (transformers ``MarianMTModel`` names → :class:`models.nat.model.NATMo
   ``encoder_attn`` likewise → ``cross_att``;
 - ``self_attn_layer_norm`` → ``n1``, ``encoder_attn_layer_norm`` → ``n2``, ``final_layer_norm`` → ``n3``,
   ``fc1``/``fc2`` → ``ff.0``/``ff.3``.
+
+A NAT may have fewer layers than the model it starts from (a faster student): it then takes evenly spaced source
+layers, always the first and the last (:func:`spread_layers`). A trained NAT work directory can be the source as
+well (:func:`init_from_nat`), which is how a shallower NAT is fine-tuned from the default one.
 """
 
 from __future__ import annotations
@@ -48,6 +52,58 @@ def nat_config_like_ar(arch: dict[str, int | float], vocab_size: int, **override
     )
     fields.update(overrides)
     return ModelConfig(**fields)  # type: ignore[arg-type]
+
+
+def spread_layers(have: int, want: int) -> list[int]:
+    """Indices of ``want`` of ``have`` layers, evenly spaced, first and last included (3 → 2: [0, 2])."""
+    if not 0 < want <= have:
+        raise ArInitError(f"cannot initialise {want} layers from a model with {have}")
+    if want == 1:
+        return [have - 1]
+    return [round(i * (have - 1) / (want - 1)) for i in range(want)]
+
+
+def is_nat_work_dir(source: Path) -> bool:
+    """True when ``source`` holds NAT training checkpoints (``epochNN.pt`` with a NAT config, no ``arch.json``)."""
+    if (source / "arch.json").is_file():
+        return False
+    ckpts = sorted(source.glob("epoch*.pt"))
+    if not ckpts:
+        return False
+    head = torch.load(ckpts[-1], map_location="cpu", weights_only=False)
+    return isinstance(head, dict) and "upsample" in head.get("config", {})
+
+
+def load_nat_state(source: Path, average_last: int = 3) -> tuple[dict[str, Tensor], ModelConfig]:
+    """The mean of the last ``average_last`` epoch checkpoints of a NAT work directory, and its config."""
+    ckpts = sorted(source.glob("epoch*.pt"))[-average_last:]
+    if not ckpts:
+        raise ArInitError(f"{source} holds no NAT checkpoints (epochNN.pt)")
+    cfg = ModelConfig(**torch.load(ckpts[-1], map_location="cpu", weights_only=False)["config"])
+    return average_state_dicts(ckpts), cfg
+
+
+def init_from_nat(model: NATModel, sd: dict[str, Tensor], source_cfg: ModelConfig) -> NATModel:
+    """Copy a trained NAT's weights into ``model`` (same width and vocabulary, as many or fewer layers)."""
+    cfg = model.cfg
+    same = ("vocab_size", "d_model", "heads", "ffn_dim", "upsample", "norm_first", "position_layout")
+    diff = [k for k in same if getattr(cfg, k) != getattr(source_cfg, k)]
+    if diff:
+        raise ArInitError(f"the source NAT differs in {', '.join(diff)}: only the layer counts may change")
+    enc = spread_layers(source_cfg.encoder_layers, cfg.encoder_layers)
+    dec = spread_layers(source_cfg.decoder_layers, cfg.decoder_layers)
+    out: dict[str, Tensor] = {}
+    for key in model.state_dict():
+        part, _, rest = key.partition(".")
+        if part in ("encoder", "decoder") and rest[:1].isdigit():
+            i, _, tail = rest.partition(".")
+            src_i = (enc if part == "encoder" else dec)[int(i)]
+            out[key] = sd[f"{part}.{src_i}.{tail}"]
+        else:
+            out[key] = sd[key]
+    model.load_state_dict(out)
+    logger.info("NAT layers from the source: encoder %s, decoder %s", enc, dec)
+    return model
 
 
 def load_ar_state(source: Path, average_last: int = 5) -> tuple[dict[str, Tensor], dict[str, int | float]]:
@@ -105,8 +161,9 @@ def init_from_ar(model: NATModel, sd: dict[str, Tensor]) -> NATModel:
         raise ArInitError(f"AR embeddings {got} do not fit a NAT with {cfg.vocab_size} pieces × d={cfg.d_model}")
     n_enc = sum(1 for k in sd if k.startswith("model.encoder.layers.") and k.endswith(".fc1.weight"))
     n_dec = sum(1 for k in sd if k.startswith("model.decoder.layers.") and k.endswith(".fc1.weight"))
-    if (n_enc, n_dec) != (cfg.encoder_layers, cfg.decoder_layers):
-        raise ArInitError(f"AR has {n_enc}+{n_dec} layers, the NAT {cfg.encoder_layers}+{cfg.decoder_layers}")
+    if cfg.encoder_layers > n_enc or cfg.decoder_layers > n_dec:
+        raise ArInitError(f"AR has {n_enc}+{n_dec} layers, the NAT {cfg.encoder_layers}+{cfg.decoder_layers} "
+                          "(a NAT may have fewer layers, not more)")
     table = sd.get("model.encoder.embed_positions.weight")
     if table is not None and not torch.allclose(table, model.pe[: table.shape[0]], atol=1e-4):
         raise ArInitError("AR position table differs from the NAT's 'halves' sinusoids")
@@ -116,8 +173,8 @@ def init_from_ar(model: NATModel, sd: dict[str, Tensor]) -> NATModel:
         d = cfg.d_model
         model.up.weight.copy_(torch.eye(d).repeat(cfg.upsample, 1))  # each copy starts as the encoder state
         model.up.bias.zero_()
-    for i, block in enumerate(model.encoder):
+    for block, i in zip(model.encoder, spread_layers(n_enc, cfg.encoder_layers), strict=True):
         _copy_layer(block, sd, f"model.encoder.layers.{i}", cross=False)
-    for i, block in enumerate(model.decoder):
+    for block, i in zip(model.decoder, spread_layers(n_dec, cfg.decoder_layers), strict=True):
         _copy_layer(block, sd, f"model.decoder.layers.{i}", cross=True)
     return model

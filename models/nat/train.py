@@ -13,7 +13,7 @@ import json
 import logging
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import sacrebleu
@@ -25,7 +25,14 @@ from models.marian.batching import make_batches
 from models.marian.distill import read_distilled
 from models.marian.export import average_state_dicts
 from models.nat.export import convert
-from models.nat.init_from_ar import init_from_ar, load_ar_state, nat_config_like_ar
+from models.nat.init_from_ar import (
+    init_from_ar,
+    init_from_nat,
+    is_nat_work_dir,
+    load_ar_state,
+    load_nat_state,
+    nat_config_like_ar,
+)
 from models.nat.model import ModelConfig, NATModel, anneal_ratio, greedy_decode
 from models.nat.shortlist import Shortlist, build_shortlist
 from models.text.data import load_split, multi30k_dir
@@ -43,8 +50,9 @@ class NatTrainOptions:
     spm_model: Path = Path("models/pretrained/marian-en-de/source.spm")
     work_dir: Path = Path("work/nat-en-de")
     data_dir: Path = field(default_factory=multi30k_dir)
-    # AR work directory whose averaged checkpoints initialise the NAT (its size then fixes the NAT's);
-    # empty: random initialisation with the sizes below
+    # AR (Marian) or NAT work directory whose averaged checkpoints initialise the NAT (its width then fixes the
+    # NAT's; the layer counts below may be smaller: evenly spaced source layers are taken); empty: random
+    # initialisation with the sizes below
     init_from: str = "work/marian-en-de"
     prefixes_per_sentence: int = 1
     d_model: int = 256
@@ -71,11 +79,21 @@ class NatTrainOptions:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-def build_config(opts: NatTrainOptions, vocab_size: int) -> tuple[ModelConfig, dict[str, torch.Tensor] | None]:
-    """The NAT config and, with ``init_from``, the AR weights to start from."""
+InitState = dict[str, torch.Tensor] | tuple[dict[str, torch.Tensor], ModelConfig] | None
+
+
+def build_config(opts: NatTrainOptions, vocab_size: int) -> tuple[ModelConfig, InitState]:
+    """The NAT config and, with ``init_from``, the weights to start from: an AR state dict, or a trained NAT's
+    state dict with its config."""
+    if opts.init_from and is_nat_work_dir(Path(opts.init_from)):
+        nat_state, source_cfg = load_nat_state(Path(opts.init_from))
+        cfg = replace(source_cfg, encoder_layers=opts.encoder_layers, decoder_layers=opts.decoder_layers,
+                      dropout=opts.dropout)
+        return cfg, (nat_state, source_cfg)
     if opts.init_from:
         ar_state, arch = load_ar_state(Path(opts.init_from))
-        cfg = nat_config_like_ar(arch, vocab_size, upsample=opts.upsample, dropout=opts.dropout)
+        cfg = nat_config_like_ar(arch, vocab_size, upsample=opts.upsample, dropout=opts.dropout,
+                                 encoder_layers=opts.encoder_layers, decoder_layers=opts.decoder_layers)
         return cfg, ar_state
     cfg = ModelConfig(vocab_size=vocab_size, d_model=opts.d_model, heads=opts.heads, ffn_dim=opts.ffn_dim,
                       encoder_layers=opts.encoder_layers, decoder_layers=opts.decoder_layers,
@@ -149,7 +167,9 @@ def train(opts: NatTrainOptions) -> Path:
     random.seed(opts.seed)
     torch.manual_seed(opts.seed)
     model = NATModel(cfg)
-    if ar_state is not None:
+    if isinstance(ar_state, tuple):
+        init_from_nat(model, *ar_state)
+    elif ar_state is not None:
         init_from_ar(model, ar_state)
     bf16 = opts.bf16 and cpu_has_bf16()
     logger.info("NAT %.2f M parameters, %s", sum(p.numel() for p in model.parameters()) / 1e6,

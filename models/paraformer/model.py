@@ -280,8 +280,13 @@ class Paraformer(nn.Module):
         logits = self.decoder(embeds, tok_mask, enc, mask)
         return torch.log_softmax(logits, dim=-1), token_num.to(torch.int32)
 
-    def forward(self, speech: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> LossOutput:
-        """Training losses. ``targets`` ``[B, L]`` are token ids padded with -1, without the end token."""
+    def forward(self, speech: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor, *,
+                encoder_only: bool = False) -> LossOutput:
+        """Training losses. ``targets`` ``[B, L]`` are token ids padded with -1, without the end token.
+
+        ``encoder_only``: the encoder warm-up step — CTC + quantity loss only (``loss``), no decoder pass at all
+        (a third of the compute of a joint step); ``att`` and ``acc`` are then 0.
+        """
         c = self.config
         att_mask = None
         if c.chunk_train_prob > 0 and float(torch.rand(())) < c.chunk_train_prob:
@@ -299,6 +304,12 @@ class Paraformer(nn.Module):
         # quantity loss, then scale alphas so they integrate to exactly the target length
         total = alphas.sum(dim=1)
         quantity = (total - ys_len.to(total.dtype)).abs().mean()
+        if encoder_only:
+            if self.ctc is None:
+                raise ValueError("encoder_only needs the CTC head (ctc_weight > 0)")
+            ctc = self._ctc(enc, lengths, targets, target_lengths)
+            return LossOutput(loss=ctc + c.predictor_weight * quantity, att=0.0, quantity=float(quantity.detach()),
+                              ctc=float(ctc.detach()), acc=0.0, tokens=int(tok_mask.sum()), ctc_loss=ctc)
         scaled = alphas * (ys_len.to(alphas.dtype) / total.clamp(min=1e-4))[:, None]
         acoustic = cif_dense(scaled, enc, ys_len, ys.shape[1])
         # glancing sampling: first pass without gradient, then replace some wrong positions by target embeddings
@@ -320,10 +331,7 @@ class Paraformer(nn.Module):
         ctc_val = 0.0
         ctc_loss: Tensor | None = None
         if self.ctc is not None:
-            lp = torch.log_softmax(self.ctc(enc), dim=-1).transpose(0, 1)
-            flat = targets[targets >= 0]
-            ctc = F.ctc_loss(lp, flat, lengths, target_lengths, blank=c.blank_id, reduction="sum", zero_infinity=True)
-            ctc = ctc / max(1, int(target_lengths.sum()))  # per target token
+            ctc = self._ctc(enc, lengths, targets, target_lengths)
             loss = (1 - c.ctc_weight) * att + c.ctc_weight * ctc + c.predictor_weight * quantity
             ctc_val = float(ctc.detach())
             ctc_loss = ctc
@@ -331,6 +339,15 @@ class Paraformer(nn.Module):
         acc = float(((first == ys) & tok_mask).sum()) / max(1, int(tok_mask.sum()))
         return LossOutput(loss=loss, att=float(att.detach()), quantity=float(quantity.detach()), ctc=ctc_val,
                           acc=acc, tokens=int(tok_mask.sum()), ctc_loss=ctc_loss)
+
+    def _ctc(self, enc: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
+        """CTC loss per target token (log-softmax in float32 even under bf16 autocast)."""
+        assert self.ctc is not None
+        lp = torch.log_softmax(self.ctc(enc).float(), dim=-1).transpose(0, 1)
+        flat = targets[targets >= 0]
+        ctc = F.ctc_loss(lp, flat, lengths, target_lengths, blank=self.config.blank_id, reduction="sum",
+                         zero_infinity=True)
+        return ctc / max(1, int(target_lengths.sum()))
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -67,7 +67,8 @@ class ParaformerTrainOptions:
     spec_augment: bool = True
     threads: int = 2
     bf16: bool = True  # bfloat16 autocast where the CPU has native bf16 (avx512_bf16 / AMX); fp32 elsewhere
-    # optimise only the CTC term for the first N steps (encoder warm-up before the CIF/decoder terms join in)
+    # encoder warm-up: the first N steps optimise CTC + quantity loss only, without running the decoder
+    # (the encoder learns acoustics before the CIF/decoder terms join in)
     ctc_warmup_steps: int = 0
     jobs: int = 2
     seed: int = 1
@@ -216,11 +217,11 @@ def train(opts: ParaformerTrainOptions) -> Path:
             state.step += 1
             for g in optim.param_groups:
                 g["lr"] = _lr(state.step, opts)
+            warm = model.ctc is not None and state.step <= opts.ctc_warmup_steps
             with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                out = model(batch.speech, batch.lengths, batch.targets, batch.target_lengths)
+                out = model(batch.speech, batch.lengths, batch.targets, batch.target_lengths, encoder_only=warm)
             optim.zero_grad(set_to_none=True)
-            warm = out.ctc_loss is not None and state.step <= opts.ctc_warmup_steps
-            (out.ctc_loss if warm and out.ctc_loss is not None else out.loss).backward()
+            out.loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
             state.batch += 1

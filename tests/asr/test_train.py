@@ -35,15 +35,20 @@ def test_training_step_with_chunk_mask_and_ctc() -> None:
     assert model.predictor.out.weight.grad is not None and model.predictor.out.weight.grad.abs().sum() > 0
 
 
-def test_ctc_warmup_term_trains_only_encoder_and_ctc_head() -> None:
+def test_encoder_warmup_step_trains_encoder_ctc_and_predictor_only() -> None:
     torch.manual_seed(0)
     model = Paraformer(ParaformerConfig(vocab_size=30, d_model=32, heads=2, ffn_dim=64, encoder_layers=2,
-                                        decoder_layers=1, chunk_train_prob=0.0, ctc_weight=0.3))
-    out = model(torch.randn(2, 40, 560), torch.tensor([40, 25]), torch.tensor([[5, 6, 7, 8], [9, 10, -1, -1]]),
-                torch.tensor([4, 2]))
-    assert out.ctc_loss is not None and float(out.ctc_loss) == pytest.approx(out.ctc, rel=1e-5)
-    out.ctc_loss.backward()
+                                        decoder_layers=1, chunk_train_prob=0.0, ctc_weight=0.3, dropout=0.0))
+    args = (torch.randn(2, 40, 560), torch.tensor([40, 25]), torch.tensor([[5, 6, 7, 8], [9, 10, -1, -1]]),
+            torch.tensor([4, 2]))
+    joint = model(*args)
+    warm = model(*args, encoder_only=True)
+    assert warm.ctc_loss is not None and float(warm.ctc_loss) == pytest.approx(warm.ctc, rel=1e-5)
+    assert warm.ctc == pytest.approx(joint.ctc, rel=1e-5) and warm.quantity == pytest.approx(joint.quantity)
+    assert float(warm.loss) == pytest.approx(warm.ctc + warm.quantity, rel=1e-5)
+    warm.loss.backward()
     assert model.ctc is not None and model.ctc.weight.grad is not None
+    assert model.predictor.out.weight.grad is not None  # the quantity loss trains the CIF predictor already
     assert all(p.grad is None for p in model.decoder.parameters())  # the decoder waits for the joint loss
 
 

@@ -81,9 +81,50 @@ def test_nat_initialised_from_ar_reproduces_its_encoder() -> None:
         torch.testing.assert_close(nat.decoder[0].cross_att.o.weight, cross_o)
     with pytest.raises(ArInitError, match="post-norm"):
         init_from_ar(NATModel(ModelConfig(vocab_size=60, d_model=32, heads=2, ffn_dim=64, max_positions=128)), sd)
-    wrong = nat_config_like_ar(asdict(arch), 60, encoder_layers=1, max_positions=128)
-    with pytest.raises(ArInitError, match="layers"):
-        init_from_ar(NATModel(wrong), sd)
+    deeper = nat_config_like_ar(asdict(arch), 60, encoder_layers=3, max_positions=128)
+    with pytest.raises(ArInitError, match="fewer layers, not more"):
+        init_from_ar(NATModel(deeper), sd)
+    # a shallower student takes the AR's last encoder layer when it keeps one
+    shallow = init_from_ar(NATModel(nat_config_like_ar(asdict(arch), 60, encoder_layers=1, max_positions=128)), sd)
+    torch.testing.assert_close(shallow.encoder[0].ff[0].weight, sd["model.encoder.layers.1.fc1.weight"])
+
+
+def test_spread_layers_keeps_first_and_last() -> None:
+    from models.nat.init_from_ar import ArInitError, spread_layers
+
+    assert spread_layers(3, 3) == [0, 1, 2]
+    assert spread_layers(3, 2) == [0, 2]
+    assert spread_layers(6, 3) == [0, 2, 5] or spread_layers(6, 3) == [0, 3, 5]
+    assert spread_layers(4, 1) == [3]
+    with pytest.raises(ArInitError):
+        spread_layers(2, 3)
+
+
+def test_shallower_nat_initialised_from_a_trained_nat(tmp_path: Path) -> None:
+    from models.nat.init_from_ar import ArInitError, init_from_nat, is_nat_work_dir, load_nat_state
+    from models.nat.model import ModelConfig, NATModel
+    from models.training import save_epoch
+
+    torch.manual_seed(0)
+    big_cfg = ModelConfig(vocab_size=60, d_model=32, heads=2, ffn_dim=64, encoder_layers=3, decoder_layers=3,
+                          max_positions=128, dropout=0.0)
+    big = NATModel(big_cfg)
+    optim = torch.optim.AdamW(big.parameters())
+    save_epoch(tmp_path, 1, 10, asdict(big_cfg), big, optim)
+    assert is_nat_work_dir(tmp_path) and not is_nat_work_dir(tmp_path / "missing")
+    sd, cfg = load_nat_state(tmp_path)
+    assert cfg == big_cfg
+    small_cfg = ModelConfig(**{**asdict(big_cfg), "encoder_layers": 2, "decoder_layers": 2})
+    small = init_from_nat(NATModel(small_cfg), sd, cfg)
+    for name in ("encoder", "decoder"):
+        src_blocks, dst_blocks = getattr(big, name), getattr(small, name)
+        for dst, src in zip(dst_blocks, (src_blocks[0], src_blocks[2]), strict=True):
+            for (_, a), (_, b) in zip(dst.state_dict().items(), src.state_dict().items(), strict=True):
+                torch.testing.assert_close(a, b)
+    torch.testing.assert_close(small.embed.weight, big.embed.weight)
+    torch.testing.assert_close(small.up.weight, big.up.weight)
+    with pytest.raises(ArInitError, match="d_model"):
+        init_from_nat(NATModel(ModelConfig(**{**asdict(big_cfg), "d_model": 16, "ffn_dim": 32})), sd, cfg)
 
 
 
