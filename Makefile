@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 APT_PACKAGES := espeak-ng libsndfile1 libportaudio2 chromium chromium-driver festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
-.PHONY: setup demo lint test train-marian train-paraformer distill train-nat train-waitk clean-venv
+.PHONY: setup demo lint test train-marian train-paraformer distill train-nat train-waitk train-llm clean-venv
 
 setup: $(STAMP)
 
@@ -60,6 +60,9 @@ train-nat: setup distill
 
 train-waitk: setup distill
 	$(VENV)/bin/simulsub train waitk --export
+
+train-llm: setup distill
+	$(VENV)/bin/simulsub train llm-simt --export
 
 clean-venv:
 	rm -rf $(VENV)

@@ -16,10 +16,11 @@ from typing import Any
 
 from app.devices import onnx_providers
 from app.errors import UserError
-from app.profiles import DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, load_translator
+from app.profiles import DEFAULT_LLM_MODEL, DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, load_translator
 from streaming.policy import Policy
 
-POLICY_NAMES = ("reta", "fretna", "waitk")
+POLICY_NAMES = ("reta", "fretna", "waitk", "llm")
+LATENCY_LEVELS = ("low", "medium", "high")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class PolicyConfig:
     k: int = 3
     shortlist: bool = True  # fretna: score only each source's lexical shortlist when the model has one
     device: str = "cpu"  # "cpu" or "cuda", already resolved (app.devices.resolve_device)
+    latency: str = "medium"  # llm: the latency prompt (low, medium, high)
+    llm_model: Path | None = None  # llm: a Hugging Face causal-LM directory (default: the bundled one)
 
 
 class ModelCache:
@@ -82,6 +85,8 @@ def build_policy(cfg: PolicyConfig, cache: ModelCache | None = None) -> Policy:
         if cfg.k < 1:
             raise UserError("--k must be >= 1")
         return _waitk_policy(cfg, models)
+    if cfg.name == "llm":
+        return _llm_policy(cfg, models)
     raise UserError(f"unknown policy {cfg.name!r}; choose one of {', '.join(POLICY_NAMES)}")
 
 
@@ -121,3 +126,27 @@ def _waitk_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
     translator = models.get(("ct2", path, cfg.threads, cfg.device),
                             lambda: load_translator(path, threads=cfg.threads, device=cfg.device))
     return OfflineWaitkPolicy(translator, WaitkOptions(k=cfg.k, beam_size=cfg.beam))
+
+
+def _llm_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
+    """EAST-style read/write with a causal LM (its own sequence and KV cache over shared weights)."""
+    if cfg.latency not in LATENCY_LEVELS:
+        raise UserError(f"--latency must be one of {', '.join(LATENCY_LEVELS)}")
+    path = cfg.llm_model or DEFAULT_LLM_MODEL
+    if not path.is_dir():
+        raise UserError(f"LLM directory {path} does not exist (train one: simulsub train llm-simt --export, or pass "
+                        "--llm-model DIR, a Hugging Face causal LM with <|end-of-read|> and <|end-of-write|>)")
+    try:
+        from models.llm.runtime import HfInterleavedLM, LlmModelDirError
+    except ImportError as e:
+        raise UserError(f"the llm policy needs torch and transformers ({e}): pip install -e '.[train]'") from None
+    from streaming.policies.llm import LlmPolicy
+
+    def load() -> HfInterleavedLM:
+        try:
+            return HfInterleavedLM(path, device=cfg.device, threads=cfg.threads)
+        except LlmModelDirError as e:
+            raise UserError(str(e)) from None
+
+    base: HfInterleavedLM = models.get(("llm", path, cfg.threads, cfg.device), load)
+    return LlmPolicy(base.fork(), cfg.latency)

@@ -15,6 +15,7 @@ PRETRAINED_DIR = REPO_ROOT / "models" / "pretrained"
 DEFAULT_MT_MODEL = PRETRAINED_DIR / "marian-en-de"
 DEFAULT_NAT_MODEL = PRETRAINED_DIR / "nat-en-de"
 DEFAULT_WAITK_MODEL = PRETRAINED_DIR / "waitk-en-de"
+DEFAULT_LLM_MODEL = PRETRAINED_DIR / "llm-en-de"
 
 
 def resolve_mt_model(model: str | Path | None) -> Path:

@@ -14,7 +14,7 @@ from typing import Any
 
 from app.devices import add_device_argument, onnx_providers, resolve_device
 from app.errors import UserError
-from app.policies import POLICY_NAMES, ModelCache, PolicyConfig, build_policy
+from app.policies import LATENCY_LEVELS, POLICY_NAMES, ModelCache, PolicyConfig, build_policy
 from app.profiles import PRETRAINED_DIR
 from streaming.speech_pipeline import PipelineOptions, SpeechPipeline
 from streaming.vad import VadOptions
@@ -53,6 +53,11 @@ def add_speech_arguments(p: argparse.ArgumentParser, *, device_flag: str = "--de
                         "(default $SIMULSUB_ASR_MODEL or models/pretrained/paraformer-en)")
     p.add_argument("--beam", type=int, default=4, help="reta/waitk(test-time): beam size (default 4)")
     p.add_argument("--k", type=int, default=3, help="waitk: source words read before the first target word (3)")
+    p.add_argument("--latency", choices=LATENCY_LEVELS, default="medium",
+                   help="llm: the latency the model is asked for (default medium)")
+    p.add_argument("--llm-model", metavar="DIR",
+                   help="llm: a Hugging Face causal-LM directory with <|end-of-read|>/<|end-of-write|> "
+                        "(default models/pretrained/llm-en-de)")
     p.add_argument("--mask-k", type=int, default=0, help="hide the last K words of non-final captions (default 0)")
     p.add_argument("--prefix-bias", choices=("off", "forced", "biased"), default="off",
                    help="reta: reuse of the displayed prefix (default off)")
@@ -73,7 +78,8 @@ def speech_config(args: argparse.Namespace) -> SpeechConfig:
     device = resolve_device(args.compute_device)
     policy = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
                           mask_k=args.mask_k, prefix_bias=args.prefix_bias, threads=args.threads, k=args.k,
-                          device=device)
+                          device=device, latency=args.latency,
+                          llm_model=Path(args.llm_model) if args.llm_model else None)
     return SpeechConfig(policy=policy, asr_model=Path(args.asr_model) if args.asr_model else None,
                         chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, vad_threshold=args.vad_threshold,
                         min_silence_ms=args.min_silence_ms, max_segment_ms=args.max_segment_ms, threads=args.threads,

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
-from app.policies import POLICY_NAMES, PolicyConfig, build_policy
+from app.policies import LATENCY_LEVELS, POLICY_NAMES, PolicyConfig, build_policy
 from app.report import json_ready, print_summary
 from app.textio import read_sentences
 from streaming.clock import DEFAULT_WORD_MS
@@ -28,6 +28,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--model", metavar="DIR", help="translation model directory (default: bundled en→de)")
     p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
     p.add_argument("--k", type=int, default=3, help="waitk: source words read before the first target word (default 3)")
+    p.add_argument("--latency", choices=LATENCY_LEVELS, default="medium",
+                   help="llm: the latency the model is asked for (default medium)")
+    p.add_argument("--llm-model", metavar="DIR",
+                   help="llm: a Hugging Face causal-LM directory with <|end-of-read|>/<|end-of-write|> "
+                        "(default models/pretrained/llm-en-de)")
     p.add_argument("--mask-k", type=int, default=0, help="hide the last K words of non-final outputs (default 0)")
     p.add_argument("--prefix-bias", choices=("off", "forced", "biased"), default="off",
                    help="reuse the previous output: forced = displayed words are kept, "
@@ -65,7 +70,8 @@ def run(args: argparse.Namespace) -> int:
     cfg = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
                        mask_k=args.mask_k, prefix_bias=args.prefix_bias, prefix_beta=args.prefix_beta,
                        threads=args.threads, k=args.k, shortlist=not args.no_shortlist,
-                       device=resolve_device(args.compute_device))
+                       device=resolve_device(args.compute_device), latency=args.latency,
+                       llm_model=Path(args.llm_model) if args.llm_model else None)
     policy = build_policy(cfg)
     options = TextStreamOptions(mask_k=args.mask_k, word_ms=args.word_ms)
     log_file = _open_log(args.log)

@@ -8,8 +8,9 @@ from typing import Any
 
 from app.commands import train_paraformer
 from app.commands.training import training_module
+from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
-from app.profiles import DEFAULT_MT_MODEL
+from app.profiles import DEFAULT_LLM_MODEL, DEFAULT_MT_MODEL
 
 
 def add_parser(sub: Any) -> None:
@@ -59,6 +60,24 @@ def add_parser(sub: Any) -> None:
                         "(fp32 + int8) to DIR (default: models/pretrained/waitk-en-de)")
     w.add_argument("--average", type=int, default=3, help="checkpoints to average on export (default 3)")
     w.set_defaults(run=run_waitk)
+    e = fam.add_parser("llm-simt", help="a causal LM that interleaves reading and writing (EAST-style) on distilled "
+                                        "data (simulsub distill); the default small model or any local HF model")
+    e.add_argument("--distill-file", default="work/distill/distill.jsonl", help="output of `simulsub distill`")
+    e.add_argument("--work-dir", default="work/llm-en-de", help="checkpoints and logs (default work/llm-en-de)")
+    e.add_argument("--epochs", type=int, default=4, help="epochs to train in total (default 4)")
+    e.add_argument("--init-from", default="work/marian-en-de", metavar="DIR",
+                   help="AR work directory that initialises the default model (default work/marian-en-de)")
+    e.add_argument("--base", metavar="DIR", default="",
+                   help="fine-tune this Hugging Face causal-LM directory (a Qwen, a Llama) instead of the default "
+                        "model; the control tokens are added to its tokenizer")
+    e.add_argument("--limit", type=int, default=0, help="use only the first N sentences (smoke tests)")
+    e.add_argument("--threads", type=int, default=2, help="torch threads on the CPU (default 2)")
+    add_device_argument(e)
+    e.add_argument("--export", metavar="DIR", nargs="?", const=str(DEFAULT_LLM_MODEL),
+                   help="after training, average the last --average checkpoints and write the Hugging Face "
+                        "directory (bfloat16) to DIR (default: models/pretrained/llm-en-de)")
+    e.add_argument("--average", type=int, default=2, help="checkpoints to average on export (default 2)")
+    e.set_defaults(run=run_llm)
 
 
 def run_marian(args: argparse.Namespace) -> int:
@@ -106,4 +125,21 @@ def run_waitk(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     if args.export:
         print(f"wrote {finalize(work, Path(args.export), opts.spm_model, average_last=args.average)}")
+    return 0
+
+
+def run_llm(args: argparse.Namespace) -> int:
+    mod = training_module("models.llm.train")
+    LlmTrainOptions, finalize, train = mod.LlmTrainOptions, mod.finalize, mod.train
+    from models.llm.build import BaseModelError
+
+    opts = LlmTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
+                           init_from=args.init_from, base=args.base, limit=args.limit, threads=args.threads,
+                           device=resolve_device(args.compute_device))
+    try:
+        work = train(opts)
+    except (FileNotFoundError, BaseModelError) as e:
+        raise UserError(str(e)) from None
+    if args.export:
+        print(f"wrote {finalize(work, Path(args.export), average_last=args.average)}")
     return 0
