@@ -11,6 +11,7 @@ from app import __version__
 from app.commands import (
     client,
     distill,
+    export,
     mic,
     replay,
     replay_text,
@@ -23,7 +24,7 @@ from app.commands import (
 )
 from app.errors import UserError
 
-COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, train, distill)
+COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, train, distill, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,325 @@
+"""``simulsub export``: every model family to the formats its runtime runs, each checked against its source.
+
+Sources are the training work directories (the averaged epoch checkpoints, as the bundled models were made);
+outputs go under one folder, each a complete runtime directory that ``--model`` / ``--asr-model`` /
+``--llm-model`` load:
+
+========== =============================================== ==================================================
+family     directories written                             checked by (N validation sentences / utterances)
+========== =============================================== ==================================================
+marian     ``marian-en-de-int8`` / ``-float16`` (CTranslate2) CTranslate2 greedy vs transformers greedy
+nat        ``nat-en-de`` (ONNX fp32 + int8), ``-fp16``       onnxruntime one pass vs PyTorch one pass
+waitk      ``waitk-en-de`` (ONNX fp32 + int8), ``-fp16``     wait-k (k = 3) with onnxruntime vs PyTorch steps
+paraformer ``paraformer-en`` (fp32 + int8), ``-fp16``       offline onnxruntime transcripts vs PyTorch
+llm        ``llm-en-de`` (float32), ``-bf16`` (HF)           the read/write loop on both vs the float32 source
+========== =============================================== ==================================================
+
+fp16 graphs keep float32 inputs/outputs (``keep_io_types``) and are meant for the CUDA provider; they run on the
+CPU too, which is how they are checked here. Each check reports the share of items whose output is identical
+to the source model's and the BLEU of the exported outputs against the source model's outputs (100 = all
+identical); a variant below its threshold fails the export.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import sacrebleu
+
+logger = logging.getLogger(__name__)
+
+FAMILIES = ("marian", "nat", "waitk", "paraformer", "llm")
+# minimum BLEU of a variant's outputs against the source model's outputs
+THRESHOLDS = {"fp32": 97.0, "float32": 97.0, "fp16": 90.0, "float16": 90.0, "bf16": 80.0, "int8": 60.0}
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """One exported variant and how closely it reproduces its source model."""
+
+    family: str
+    variant: str
+    path: str
+    items: int
+    identical: float  # share of items with exactly the source model's output
+    bleu_vs_source: float
+    threshold: float
+
+    @property
+    def passed(self) -> bool:
+        return self.bleu_vs_source >= self.threshold
+
+
+@dataclass
+class ExportOptions:
+    """Where sources are and where exports go; ``sentences`` = validation items per variant."""
+
+    out_dir: Path = Path("work/export")
+    work_root: Path = Path("work")
+    data_dir: Path = field(default_factory=lambda: _multi30k())
+    spm_model: Path = Path("models/pretrained/marian-en-de/source.spm")
+    families: tuple[str, ...] = FAMILIES
+    sentences: int = 50
+
+
+def _multi30k() -> Path:
+    from models.text.data import multi30k_dir
+
+    return multi30k_dir()
+
+
+def compare(family: str, variant: str, path: Path, source_out: list[str], variant_out: list[str]) -> ExportCheck:
+    """The check record of ``variant_out`` against ``source_out`` (same items, same order)."""
+    same = sum(a == b for a, b in zip(source_out, variant_out, strict=True))
+    bleu = 100.0 if source_out == variant_out else float(
+        sacrebleu.corpus_bleu(variant_out, [source_out], tokenize="13a").score)
+    return ExportCheck(family, variant, str(path), len(source_out), same / max(1, len(source_out)), bleu,
+                       THRESHOLDS[variant])
+
+
+def onnx_to_fp16(src: Path, dst: Path) -> Path:
+    """A float16 copy of an ONNX graph with float32 inputs/outputs (``keep_io_types``)."""
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = convert_float_to_float16(onnx.load(str(src)), keep_io_types=True, disable_shape_infer=False)
+    onnx.save(model, str(dst))
+    return dst
+
+
+def fp16_directory(fp32_dir: Path, dst: Path, graphs: list[str]) -> Path:
+    """``dst`` = ``fp32_dir`` with each of ``graphs`` in float16 under its own name, int8 graphs left out."""
+    if dst.exists():
+        shutil.rmtree(dst)
+    dst.mkdir(parents=True)
+    for f in fp32_dir.iterdir():
+        if f.is_file() and f.suffix != ".onnx":
+            shutil.copy(f, dst / f.name)
+    for g in graphs:
+        onnx_to_fp16(fp32_dir / g, dst / g)
+    return dst
+
+
+# -- per family: (source outputs, variants) -----------------------------------------------------------------
+def export_nat(model: Any, spm_model: Path, out: Path, sources: list[str]) -> list[ExportCheck]:
+    """NAT → ONNX fp32 + int8 (``out/nat-en-de``) and fp16 (``-fp16``), checked against PyTorch."""
+    import sentencepiece as spm
+    import torch
+
+    from models.nat.export import convert
+    from models.nat.model import greedy_decode
+    from models.nat.runtime import EOS_ID, NatTranslator
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    with torch.no_grad():
+        ref = [sp.decode(greedy_decode(model.eval(), torch.tensor([[*sp.encode(s), EOS_ID]]))[0]) for s in sources]
+    base = convert(model.eval(), spm_model, out / "nat-en-de", quantization="int8", force=True)
+    half = fp16_directory(base, out / "nat-en-de-fp16", ["model.onnx"])
+    checks = []
+    for variant, path, quantized in (("fp32", base, False), ("int8", base, True), ("fp16", half, False)):
+        tr = NatTranslator(path, quantized=quantized, use_shortlist=False, providers=["CPUExecutionProvider"])
+        checks.append(compare("nat", variant, path, ref, [tr.translate_sentence(s) for s in sources]))
+    return checks
+
+
+def export_waitk(model: Any, spm_model: Path, out: Path, sources: list[str], k: int = 3) -> list[ExportCheck]:
+    """wait-k → ONNX step graphs fp32 + int8 and fp16, checked through the wait-k policy against PyTorch."""
+    import sentencepiece as spm
+
+    from models.waitk.export import convert
+    from models.waitk.runtime import WaitkOnnx
+    from models.waitk.torch_step import TorchIncremental
+    from models.waitk.train import translate_waitk
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    ref = [translate_waitk(TorchIncremental(model.eval(), sp), s, k) for s in sources]
+    base = convert(model.eval(), spm_model, out / "waitk-en-de", quantization="int8", force=True)
+    half = fp16_directory(base, out / "waitk-en-de-fp16", ["encoder.onnx", "decoder.onnx"])
+    checks = []
+    for variant, path, quantized in (("fp32", base, False), ("int8", base, True), ("fp16", half, False)):
+        rt = WaitkOnnx(path, quantized=quantized, providers=["CPUExecutionProvider"])
+        checks.append(compare("waitk", variant, path, ref, [translate_waitk(rt, s, k) for s in sources]))  # type: ignore[arg-type]
+    return checks
+
+
+def export_marian(model: Any, spm_model: Path, out: Path, sources: list[str]) -> list[ExportCheck]:
+    """AR → CTranslate2 int8 and float16, greedy outputs checked against transformers' greedy search."""
+    import sentencepiece as spm
+    import torch
+
+    from models.marian.export import convert_to_ct2
+    from models.marian.runtime import CT2Translator, DecodeOptions
+
+    sp = spm.SentencePieceProcessor(model_file=str(spm_model))
+    model = model.eval()
+    ref = []
+    limit = min(256, int(model.config.max_position_embeddings) - 1)  # what CT2Translator allows
+    with torch.no_grad():
+        for s in sources:
+            ids = torch.tensor([[*sp.encode(s), 1]])
+            gen = model.generate(input_ids=ids, num_beams=1, do_sample=False, max_new_tokens=limit)
+            ref.append(sp.decode([int(t) for t in gen[0].tolist() if t < sp.get_piece_size() and t > 1]))
+    checks = []
+    for q in ("int8", "float16"):
+        path = convert_to_ct2(model, spm_model, out / f"marian-en-de-{q}", quantization=q,
+                              metadata={"max_source_tokens": int(model.config.max_position_embeddings)})
+        tr = CT2Translator(path, intra_threads=1)
+        checks.append(compare("marian", q, path, ref, tr.translate(sources, DecodeOptions(beam_size=1))))
+    return checks
+
+
+def export_paraformer(model: Any, work_dir: Path, out: Path, wavs: list[Any]) -> list[ExportCheck]:
+    """Paraformer → the FunASR ONNX directory (fp32 + int8) and fp16, offline transcripts checked against PyTorch."""
+    import numpy as np
+    import torch
+
+    from models.asr.frontend import Cmvn, FrontendOptions
+    from models.asr.runtime import ParaformerOnnx
+    from models.paraformer.export import export_directory
+    from models.paraformer.tokenizer import AsrTokenizer
+    from models.paraformer.train import write_model_card
+
+    tok = AsrTokenizer(work_dir / "tokens.model")
+    d = np.load(work_dir / "cmvn.npz")
+    base = export_directory(model.eval(), out / "paraformer-en", frontend=FrontendOptions(),
+                            cmvn=Cmvn(d["shift"], d["scale"]), tokens=tok.token_list,
+                            spm_model=work_dir / "tokens.model", quantized=True)
+    write_model_card(base, model, [], average_last=0)
+    half = fp16_directory(base, out / "paraformer-en-fp16", ["model.onnx", "stream_encoder.onnx",
+                                                               "stream_decoder.onnx"])
+    fp32 = ParaformerOnnx(base, quantized=False)
+    ref = []
+    with torch.no_grad():
+        for w in wavs:
+            feats = torch.from_numpy(fp32.features(w))[None]
+            logp, num = model.infer(feats, torch.tensor([feats.shape[1]]))
+            ref.append(fp32.decode_logits(logp[0, : int(num[0])].numpy(), drop_end_slot=True).text)
+    checks = []
+    for variant, path, quantized in (("fp32", base, False), ("int8", base, True), ("fp16", half, False)):
+        rt = ParaformerOnnx(path, quantized=quantized)
+        checks.append(compare("paraformer", variant, path, ref, [rt.transcribe(w) for w in wavs]))
+    return checks
+
+
+def export_llm(model_dir: Path, out: Path, sources: list[str], level: str = "high") -> list[ExportCheck]:
+    """The LLM as float32 and bfloat16 Hugging Face directories, read/write outputs checked against the source."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from models.llm.runtime import HfInterleavedLM
+    from streaming.policies.llm import LlmPolicy
+    from streaming.types import SourceState
+
+    def run(path: Path) -> list[str]:
+        policy = LlmPolicy(HfInterleavedLM(path), level)
+        outs = []
+        for s in sources:
+            policy.reset()
+            words = tuple(s.split())
+            st = None
+            for i in range(1, len(words) + 1):
+                st = policy.update(SourceState(words[:i], float(i), finished=i == len(words)))
+            outs.append(" ".join(st.tokens) if st else "")
+        return outs
+
+    ref = run(model_dir)
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    checks = []
+    for variant, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+        path = out / ("llm-en-de" if variant == "fp32" else "llm-en-de-bf16")
+        model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
+        model.to(dtype).save_pretrained(str(path))
+        tok.save_pretrained(str(path))
+        checks.append(compare("llm", variant, path, ref, run(path)))
+    return checks
+
+
+# -- sources from the work directories ---------------------------------------------------------------------
+def _average(work: Path, n: int) -> dict[str, Any]:
+    from models.marian.export import average_state_dicts
+
+    ckpts = sorted(work.glob("epoch*.pt"))[-n:]
+    if not ckpts:
+        raise FileNotFoundError(f"{work} has no epoch checkpoints: train it first (simulsub train …)")
+    return average_state_dicts(ckpts)
+
+
+def _config(work: Path) -> dict[str, Any]:
+    import torch
+
+    ckpts = sorted(work.glob("epoch*.pt"))
+    if not ckpts:
+        raise FileNotFoundError(f"{work} has no epoch checkpoints: train it first (simulsub train …)")
+    ckpt = ckpts[-1]
+    return dict(torch.load(ckpt, map_location="cpu", weights_only=False)["config"])
+
+
+def run_family(family: str, opts: ExportOptions) -> list[ExportCheck]:
+    """Load ``family``'s source from ``opts.work_root`` and export it; FileNotFoundError when it is missing."""
+    from models.text.data import load_split
+
+    val = load_split(opts.data_dir, "val", "en", "de")
+    sources = list(val.source[: opts.sentences])
+    root = opts.work_root
+    if family == "marian":
+        from models.marian.export import MarianArch, build_model
+
+        arch = MarianArch(**json.loads((root / "marian-en-de" / "arch.json").read_text(encoding="utf-8")))
+        ar = build_model(arch)
+        ar.load_state_dict(_average(root / "marian-en-de", 5))
+        return export_marian(ar, root / "marian-en-de" / "spm.model", opts.out_dir, sources)
+    if family == "nat":
+        from models.nat.model import ModelConfig, NATModel
+
+        nat = NATModel(ModelConfig(**_config(root / "nat-en-de")))
+        nat.load_state_dict(_average(root / "nat-en-de", 3))
+        return export_nat(nat, opts.spm_model, opts.out_dir, sources)
+    if family == "waitk":
+        from models.waitk.model import WaitkConfig, WaitkModel
+
+        wk = WaitkModel(WaitkConfig(**_config(root / "waitk-en-de")))
+        wk.load_state_dict(_average(root / "waitk-en-de", 3))
+        return export_waitk(wk, opts.spm_model, opts.out_dir, sources)
+    if family == "paraformer":
+        from models.asr.audio import load_audio
+        from models.paraformer.train import average_checkpoints
+
+        work = root / "paraformer"
+        asr = average_checkpoints(work, 3)
+        clips = sorted((opts.data_dir.parent / "speech").glob("*.wav"))[: opts.sentences]
+        if not clips:
+            raise FileNotFoundError("no validation audio (../shared/data/speech/*.wav)")
+        return export_paraformer(asr, work, opts.out_dir, [load_audio(c) for c in clips])
+    if family == "llm":
+        from app.profiles import DEFAULT_LLM_MODEL
+
+        if not DEFAULT_LLM_MODEL.is_dir():
+            raise FileNotFoundError(f"{DEFAULT_LLM_MODEL} does not exist: simulsub train llm-simt --export")
+        return export_llm(DEFAULT_LLM_MODEL, opts.out_dir, sources[: max(1, opts.sentences // 2)])
+    raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+
+
+def export_all(opts: ExportOptions, progress: Callable[[str], None] | None = None) -> list[ExportCheck]:
+    """Export every family in ``opts.families`` whose source exists; writes ``out_dir/export.json``."""
+    checks: list[ExportCheck] = []
+    for family in opts.families:
+        if progress:
+            progress(family)
+        checks.extend(run_family(family, opts))
+    write_report(checks, opts.out_dir)
+    return checks
+
+
+def write_report(checks: list[ExportCheck], out_dir: Path) -> Path:
+    """``out_dir/export.json``: every check with its verdict."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "export.json"
+    path.write_text(json.dumps([{**asdict(c), "passed": c.passed} for c in checks], indent=2) + "\n",
+                    encoding="utf-8")
+    return path
