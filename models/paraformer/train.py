@@ -52,9 +52,9 @@ class ParaformerTrainOptions:
     limit: int = 0
     val_limit: int = 300
     epochs: int = 8
-    max_frames: int = 5000
+    max_frames: int = 1500  # small batches: many more updates per CPU-hour, which is what CTC needs early
     lr: float = 1e-3
-    warmup_steps: int = 800
+    warmup_steps: int = 1000
     vocab_size: int = 1000
     d_model: int = 192
     heads: int = 4
@@ -69,7 +69,7 @@ class ParaformerTrainOptions:
     bf16: bool = True  # bfloat16 autocast where the CPU has native bf16 (avx512_bf16 / AMX); fp32 elsewhere
     # encoder warm-up: the first N steps optimise CTC + quantity loss only, without running the decoder
     # (the encoder learns acoustics before the CIF/decoder terms join in)
-    ctc_warmup_steps: int = 0
+    ctc_warmup_steps: int = 1500
     jobs: int = 2
     seed: int = 1
     save_every_min: float = 10.0

@@ -65,7 +65,8 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     (data / "val.en").write_text("\n".join(lines[:2]) + "\n")
     opts = ParaformerTrainOptions(work_dir=tmp_path / "work", data_dir=data, epochs=1, val_limit=2, vocab_size=40,
                                   d_model=32, heads=2, ffn_dim=64, encoder_layers=1, decoder_layers=1, threads=1,
-                                  festival_share=0.0, progress=False, max_frames=400, warmup_steps=5)
+                                  festival_share=0.0, progress=False, max_frames=400, warmup_steps=5,
+                                  ctc_warmup_steps=2)
     work = train(opts)
     first = (work / "epoch01.pt").stat().st_mtime_ns
     assert len((work / "log.jsonl").read_text().splitlines()) == 1
