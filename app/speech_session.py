@@ -16,7 +16,7 @@ from app.devices import add_device_argument, onnx_providers, resolve_device
 from app.errors import UserError
 from app.policies import LATENCY_LEVELS, POLICY_NAMES, ModelCache, PolicyConfig, build_policy
 from app.profiles import PRETRAINED_DIR
-from streaming.speech_pipeline import PipelineOptions, SpeechPipeline
+from streaming.speech_pipeline import PipelineOptions, Recognizer, SpeechPipeline
 from streaming.vad import VadOptions
 
 DEFAULT_ASR_MODEL = PRETRAINED_DIR / "paraformer-en"
@@ -118,17 +118,23 @@ class SpeechModels:
             raise UserError(str(e)) from None
         build_policy(cfg.policy, self.translators)  # load the default policy's model now: errors surface early
 
-    def pipeline(self, policy: PolicyConfig | None = None) -> SpeechPipeline:
-        """A new pipeline for one stream (its own VAD, recogniser and policy state); ``policy`` overrides the
-        default policy (its model is loaded once into the shared cache)."""
+    def recognizer(self) -> Recognizer:
+        """A new streaming recogniser over the shared ASR model (chunk and look-ahead from the config)."""
         from models.asr.streaming import StreamingOptions, StreamingRecognizer
+
+        return StreamingRecognizer(self.asr, StreamingOptions(chunk_ms=self.cfg.chunk_ms,
+                                                              lookahead_ms=self.cfg.lookahead_ms))
+
+    def pipeline(self, policy: PolicyConfig | None = None, *, recognizer: Recognizer | None = None) -> SpeechPipeline:
+        """A new pipeline for one stream (its own VAD, recogniser and policy state); ``policy`` overrides the
+        default policy (its model is loaded once into the shared cache); ``recognizer`` replaces the streaming
+        recogniser (e.g. a :class:`streaming.asr_replay.ReplayRecognizer`)."""
         from models.vad.silero import FRAME_SAMPLES
 
         cfg = self.cfg
         pcfg = policy or cfg.policy
         vad = self.vad.fork()
-        recognizer = StreamingRecognizer(self.asr, StreamingOptions(chunk_ms=cfg.chunk_ms,
-                                                                    lookahead_ms=cfg.lookahead_ms))
+        recognizer = recognizer if recognizer is not None else self.recognizer()
         options = PipelineOptions(
             vad=VadOptions(threshold=cfg.vad_threshold, min_silence_ms=cfg.min_silence_ms,
                            min_speech_ms=cfg.min_speech_ms),
