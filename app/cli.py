@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from app import __version__
 from app.commands import (
+    bench,
     client,
     distill,
     export,
@@ -24,7 +25,7 @@ from app.commands import (
 )
 from app.errors import UserError
 
-COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, train, distill, export)
+COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, train, distill, export, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
