@@ -5,7 +5,7 @@
 #
 #   bash benchmarks/run_cuda_bench.sh [--quick]
 #
-# Writes BENCHMARKS-cuda.md and BENCHMARKS-cuda-cpu.md (+ bench-results/ beside them).
+# Writes BENCHMARKS-cuda.md and BENCHMARKS-cuda-cpu.md (each with its NAME-results/ folder of plots and JSON).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=${VENV:-.venv-gpu}

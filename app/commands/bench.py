@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
                         text_limit=args.text_limit, speech_limit=args.speech_limit)
     if args.out:
         opts.out = Path(args.out)
-        opts.results_dir = opts.out.parent / "bench-results"
+        opts.results_dir = opts.out.parent / f"{opts.out.stem}-results"
     result = run_bench(opts)
     print(opts.out.read_text(encoding="utf-8"))
     if result["notes"]:
