@@ -55,8 +55,11 @@ work/distill/distill.jsonl:
 
 distill: work/distill/distill.jsonl
 
+# the bundled NAT: a 3+3-layer NAT from the AR model, then a 3+2-layer student fine-tuned from it (faster decoder)
 train-nat: setup distill
-	$(VENV)/bin/simulsub train nat --export
+	$(VENV)/bin/simulsub train nat
+	$(VENV)/bin/simulsub train nat --work-dir work/nat-3x2 --init-from work/nat-en-de --decoder-layers 2 \
+		--epochs 3 --export
 
 train-waitk: setup distill
 	$(VENV)/bin/simulsub train waitk --export

@@ -118,12 +118,27 @@ def to_float_mono(sr: int, data: np.ndarray) -> np.ndarray:
     return x
 
 
+def llm_level(latency: int) -> str:
+    """The page's 0–8 latency knob as the LLM's latency prompt."""
+    return "low" if latency <= 2 else "medium" if latency <= 5 else "high"
+
+
 def policy_for(base: PolicyConfig, name: str, latency: int) -> PolicyConfig:
-    """The page's latency knob: re-translation hides the last ``latency`` words; wait-k waits ``latency + 1``."""
+    """The page's latency knob: re-translation hides the last ``latency`` words; wait-k waits ``latency + 1``;
+    the LLM is asked for low (0–2), medium (3–5) or high (6–8) latency."""
     same = name == base.name
-    return PolicyConfig(name=name, model=base.model if same else None, beam=base.beam, mask_k=0 if name == "waitk"
-                        else latency, prefix_bias=base.prefix_bias, threads=base.threads, k=latency + 1,
-                        device=base.device)
+    return PolicyConfig(name=name, model=base.model if same else None, beam=base.beam,
+                        mask_k=0 if name in ("waitk", "llm") else latency, prefix_bias=base.prefix_bias,
+                        threads=base.threads, k=latency + 1, device=base.device, latency=llm_level(latency),
+                        llm_model=base.llm_model)
+
+
+def page_policies(base: PolicyConfig) -> list[str]:
+    """The policies the page offers: the LLM only when its model is there."""
+    from app.profiles import DEFAULT_LLM_MODEL
+
+    llm = (base.llm_model or DEFAULT_LLM_MODEL).is_dir()
+    return ["reta", "fretna", "waitk", *(["llm"] if llm else [])]
 
 
 def build_app(models: SpeechModels) -> Any:
@@ -131,7 +146,12 @@ def build_app(models: SpeechModels) -> Any:
     import gradio as gr
 
     def new_session(policy: str, latency: int) -> PageSession:
-        return PageSession(models.pipeline(policy_for(models.cfg.policy, policy, int(latency))))
+        from app.errors import UserError
+
+        try:
+            return PageSession(models.pipeline(policy_for(models.cfg.policy, policy, int(latency))))
+        except UserError as e:  # e.g. a policy whose model is missing: say so on the page
+            raise gr.Error(str(e)) from None
 
     def on_stream(chunk: Any, state: PageSession | None, policy: str, latency: int) -> tuple[Any, ...]:
         if state is None:
@@ -170,8 +190,8 @@ def build_app(models: SpeechModels) -> Any:
         gr.Markdown("## simulsub — live translated captions (English → German)")
         state = gr.State(None)
         with gr.Row():
-            policy = gr.Dropdown(["reta", "fretna", "waitk"], value=models.cfg.policy.name, label="policy",
-                                 info="reta/fretna revise their tail; waitk never revises", scale=1)
+            policy = gr.Dropdown(page_policies(models.cfg.policy), value=models.cfg.policy.name, label="policy",
+                                 info="reta/fretna revise their tail; waitk and llm never revise", scale=1)
             latency = gr.Slider(0, 8, value=max(models.cfg.policy.mask_k, 2), step=1, label="latency (words)",
                                 info="words held back: steadier captions, later", scale=2)
         caption = gr.HTML(empty_caption(), elem_id="caption")

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.policies import POLICY_NAMES
+from app.policies import LATENCY_LEVELS, POLICY_NAMES
 
 SUPPORTED_PAIRS = {("en", "de")}
 MIN_RATE, MAX_RATE = 8000, 48000
@@ -37,6 +37,7 @@ class StartRequest:
     mask_k: int | None = None
     k: int | None = None
     beam: int | None = None
+    latency: str | None = None  # llm: low, medium or high
 
 
 def error_message(code: str, message: str) -> dict[str, object]:
@@ -67,7 +68,8 @@ def parse_start(msg: dict[str, Any]) -> StartRequest:
     """Validate a ``start`` message."""
     if msg.get("type") != "start":
         raise ProtocolError("expected_start", "the first message must be {\"type\": \"start\", ...}")
-    known = {"type", "sample_rate", "input", "policy", "source_lang", "target_lang", "mask_k", "k", "beam"}
+    known = {"type", "sample_rate", "input", "policy", "source_lang", "target_lang", "mask_k", "k", "beam",
+             "latency"}
     unknown = sorted(set(msg) - known)
     if unknown:
         raise ProtocolError("bad_start", f"unknown field(s) in start: {', '.join(unknown)}")
@@ -80,9 +82,13 @@ def parse_start(msg: dict[str, Any]) -> StartRequest:
     policy = msg.get("policy")
     if policy is not None and policy not in POLICY_NAMES:
         raise ProtocolError("bad_start", f"'policy' must be one of {', '.join(POLICY_NAMES)}")
+    latency = msg.get("latency")
+    if latency is not None and latency not in LATENCY_LEVELS:
+        raise ProtocolError("bad_start", f"'latency' must be one of {', '.join(LATENCY_LEVELS)}")
     src, tgt = msg.get("source_lang", "en"), msg.get("target_lang", "de")
     if (src, tgt) not in SUPPORTED_PAIRS:
         pairs = ", ".join(f"{a}→{b}" for a, b in sorted(SUPPORTED_PAIRS))
         raise ProtocolError("unsupported_language", f"{src}→{tgt} is not served here (available: {pairs})")
     return StartRequest(sample_rate=rate, input=source_input, policy=policy, source_lang=src, target_lang=tgt,
-                        mask_k=_int(msg, "mask_k", 0, 20), k=_int(msg, "k", 1, 30), beam=_int(msg, "beam", 1, 16))
+                        mask_k=_int(msg, "mask_k", 0, 20), k=_int(msg, "k", 1, 30), beam=_int(msg, "beam", 1, 16),
+                        latency=latency)

@@ -65,6 +65,7 @@ class StreamSession:
             name=request.policy or base.name, model=base.model if request.policy in (None, base.name) else None,
             beam=request.beam or base.beam, mask_k=base.mask_k if request.mask_k is None else request.mask_k,
             prefix_bias=base.prefix_bias, threads=base.threads, k=request.k or base.k, device=base.device,
+            latency=request.latency or base.latency, llm_model=base.llm_model,
         )
         self.files = SessionFiles(out_dir, session_id)
         self.max_audio_s = max_audio_s
