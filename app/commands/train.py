@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,13 +106,8 @@ def run_nat(args: argparse.Namespace) -> int:
                            decoder_layers=args.decoder_layers)
     if not opts.distill_file.is_file():
         raise UserError(f"{opts.distill_file} does not exist: run `simulsub distill` first")
-    try:
-        work = train(opts)
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from None
-    if args.export:
-        print(f"wrote {finalize(work, Path(args.export), opts.spm_model, average_last=args.average)}")
-    return 0
+    return _train_and_export(train, opts, args.export,
+                             lambda work: finalize(work, Path(args.export), opts.spm_model, average_last=args.average))
 
 
 def run_waitk(args: argparse.Namespace) -> int:
@@ -119,13 +115,8 @@ def run_waitk(args: argparse.Namespace) -> int:
     WaitkTrainOptions, finalize, train = mod.WaitkTrainOptions, mod.finalize, mod.train
     opts = WaitkTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
                              init_from=args.init_from, threads=args.threads)
-    try:
-        work = train(opts)
-    except (FileNotFoundError, ValueError) as e:
-        raise UserError(str(e)) from None
-    if args.export:
-        print(f"wrote {finalize(work, Path(args.export), opts.spm_model, average_last=args.average)}")
-    return 0
+    return _train_and_export(train, opts, args.export,
+                             lambda work: finalize(work, Path(args.export), opts.spm_model, average_last=args.average))
 
 
 def run_llm(args: argparse.Namespace) -> int:
@@ -136,10 +127,19 @@ def run_llm(args: argparse.Namespace) -> int:
     opts = LlmTrainOptions(distill_file=Path(args.distill_file), work_dir=Path(args.work_dir), epochs=args.epochs,
                            init_from=args.init_from, base=args.base, limit=args.limit, threads=args.threads,
                            device=resolve_device(args.compute_device))
+    return _train_and_export(train, opts, args.export,
+                             lambda work: finalize(work, Path(args.export), average_last=args.average),
+                             errors=(FileNotFoundError, BaseModelError))
+
+
+def _train_and_export(train: Callable[[Any], Path], opts: Any, export: str | None, finalize: Callable[[Path], Path],
+                      *, errors: tuple[type[Exception], ...] = (FileNotFoundError, ValueError)) -> int:
+    """Train (or resume) with ``opts``; with ``--export``, write the runtime model; known failures become
+    one-line errors."""
     try:
         work = train(opts)
-    except (FileNotFoundError, BaseModelError) as e:
+    except errors as e:
         raise UserError(str(e)) from None
-    if args.export:
-        print(f"wrote {finalize(work, Path(args.export), average_last=args.average)}")
+    if export:
+        print(f"wrote {finalize(work)}")
     return 0

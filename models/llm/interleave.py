@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from streaming.caption import common_prefix_len
+
 LATENCY_LEVELS = ("low", "medium", "high")
 EXTRA_WORDS = {"low": 0, "medium": 2, "high": 4}
 OFFLINE = "offline"
@@ -31,16 +33,6 @@ class Chunk:
 
     source: tuple[str, ...]
     target: tuple[str, ...]
-
-
-def common_prefix_len(a: Sequence[str], b: Sequence[str]) -> int:
-    """Number of leading words ``a`` and ``b`` share."""
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 def safe_target_lengths(prefix_translations: Sequence[str], full: str, source_len: int) -> list[int]:
