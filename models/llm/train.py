@@ -67,13 +67,26 @@ class LlmTrainOptions:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(self).items()}
 
 
-def encode_example(tok: Any, source: str, full: str, prefixes: list[str], level: str) -> tuple[list[int], int]:
+class ExampleEncoder:
+    """Token ids of interleaved examples (control ids and prompts looked up once per tokenizer)."""
+
+    def __init__(self, tok: Any) -> None:
+        self.tok = tok
+        self.ctl = control_ids(tok)
+        self.prompts = {level: prompt_ids(tok, level) for level in TRAIN_LEVELS}
+
+    def __call__(self, source: str, full: str, prefixes: list[str], level: str) -> tuple[list[int], int]:
+        return encode_example(self.tok, source, full, prefixes, level, ctl=self.ctl, prompt=self.prompts[level])
+
+
+def encode_example(tok: Any, source: str, full: str, prefixes: list[str], level: str, *, ctl: Any = None,
+                   prompt: list[int] | None = None) -> tuple[list[int], int]:
     """Token ids of one interleaved example and the prompt length (no loss on the prompt); ([], 0) if empty."""
     chunks = chunk_pair(source, full, prefixes, level)
     if not chunks:
         return [], 0
-    ctl = control_ids(tok)
-    ids = prompt_ids(tok, level)
+    ctl = ctl or control_ids(tok)
+    ids = list(prompt) if prompt is not None else prompt_ids(tok, level)
     n_prompt = len(ids)
     first_word = True
     for i, c in enumerate(chunks):
@@ -90,9 +103,10 @@ def epoch_examples(tok: Any, records: list[Any], epoch: int, seed: int) -> tuple
     """One example per sentence at a level drawn per (sentence, epoch)."""
     seqs: list[list[int]] = []
     prompts: list[int] = []
+    encode = ExampleEncoder(tok)
     for rec in records:
         level = random.Random(seed * 1_000_003 + epoch * 7919 + rec.index).choice(TRAIN_LEVELS)
-        ids, n = encode_example(tok, rec.source, rec.full, rec.prefixes, level)
+        ids, n = encode(rec.source, rec.full, rec.prefixes, level)
         if ids:
             seqs.append(ids)
             prompts.append(n)
