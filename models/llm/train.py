@@ -233,4 +233,52 @@ def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 2) -> Path:
     history = [json.loads(x) for x in (work_dir / "log.jsonl").read_text(encoding="utf-8").splitlines() if x]
     (out_dir / "training.json").write_text(json.dumps({"epochs": history, "averaged": [c.name for c in ckpts]},
                                                       indent=2) + "\n", encoding="utf-8")
+    write_model_card(out_dir, model, history, [c.name for c in ckpts])
     return out_dir
+
+
+def _arch(c: Any) -> str:
+    """Layers, width, heads and FFN of a causal-LM config (Marian or Llama-style names)."""
+    def get(*names: str) -> Any:
+        return next((getattr(c, n) for n in names if getattr(c, n, None) is not None), "?")
+
+    return (f"{get('decoder_layers', 'num_hidden_layers')} layers, width {get('d_model', 'hidden_size')}, "
+            f"{get('decoder_attention_heads', 'num_attention_heads')} heads, FFN "
+            f"{get('decoder_ffn_dim', 'intermediate_size')}, {get('max_position_embeddings')} positions")
+
+
+def write_model_card(out_dir: Path, model: Any, history: list[dict[str, Any]], averaged: list[str]) -> Path:
+    """``README.md`` beside the weights: what the model is, how it was trained; test scores are added by hand
+    from ``benchmarks/llm_levels``."""
+    c = model.config
+    params = sum(p.numel() for p in model.parameters())
+    size = sum(f.stat().st_size for f in out_dir.glob("*.safetensors")) / 1e6
+    rows = ["| epoch | loss | val BLEU (high latency) | minutes |", "|---:|---:|---:|---:|"]
+    rows += [f"| {h['epoch']} | {h['loss']} | {next((v for k, v in h.items() if k.startswith('val_bleu')), '–')} | "
+             f"{h['train_seconds'] / 60:.1f} |" for h in history]
+    lines = [
+        "# llm-en-de — interleaved read/write causal LM for simultaneous en→de (EAST-style)", "",
+        f"A decoder-only `{type(model).__name__}` (Hugging Face transformers): {_arch(c)}; {params / 1e6:.2f} M "
+        f"parameters, {size:.1f} MB of bfloat16 safetensors (loaded as float32 on a CPU).", "",
+        "It reads English word by word and writes German in chunks, deciding itself when: the sequence is a latency "
+        "prompt, then `src1<|end-of-read|>tgt1<|end-of-write|> src2<|end-of-read|>…`. After each source word one token "
+        "is probed; `<|end-of-read|>` switches to writing until `<|end-of-write|>`. The KV cache of the one growing "
+        "sequence is reused at every step (`--policy llm --latency low|medium|high`).", "",
+        "## Initialisation and data", "",
+        "Initialised from the bundled AR model's training checkpoints: shared embeddings (same SentencePiece ids, plus "
+        "`<|end-of-read|>`, `<|end-of-write|>` and `<pad>`), the lower layers from the AR encoder, the upper layers "
+        "from the AR decoder (their cross-attention weights are unused). Trained on Multi30k train (29,000 pairs; "
+        "non-commercial research use, the same terms apply here) distilled by the AR model: chunk boundaries where the "
+        "teacher's translation of a source prefix agrees with its full translation (low latency), 2 / 4 source words "
+        "later (medium / high), and offline pairs; one level drawn per sentence and epoch.", "",
+        "## Training", "",
+        "`simulsub train llm-simt --export` (resumable; `make train-llm`): AdamW, peak LR 5e-4, 400 warm-up steps then "
+        "inverse square-root decay, token batches of 6,000, bf16 autocast on the CPU, loss on everything after the "
+        f"prompt. Exported: the mean of {', '.join(averaged)}.", "",
+        *rows, "",
+        "## Scores", "",
+        "See `benchmarks/results/llm_levels.md` (`python -m benchmarks.llm_levels`).", "",
+    ]
+    path = out_dir / "README.md"
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
