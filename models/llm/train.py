@@ -113,6 +113,16 @@ def epoch_examples(tok: Any, records: list[Any], epoch: int, seed: int) -> tuple
     return seqs, prompts
 
 
+def next_token_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of predicting token t + 1 from positions ≤ t (labels -100 are ignored).
+
+    Computed here rather than by the model: some causal-LM classes (the BART/Marian family) compare logits with
+    unshifted labels when given ``labels``, which would teach the model to copy its input.
+    """
+    return torch.nn.functional.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
+                                             labels[:, 1:].reshape(-1), ignore_index=-100)
+
+
 def collate(idx: list[int], seqs: list[list[int]], prompts: list[int], pad: int) -> dict[str, torch.Tensor]:
     n = max(len(seqs[i]) for i in idx)
     ids = torch.full((len(idx), n), pad, dtype=torch.long)
@@ -186,7 +196,8 @@ def train(opts: LlmTrainOptions) -> Path:
                 g["lr"] = inverse_sqrt_lr(step, opts.lr, opts.warmup_steps)
             with torch.autocast(device_type="cpu" if device == "cpu" else "cuda", dtype=torch.bfloat16,
                                 enabled=bf16 or device != "cpu"):
-                loss = model(**batch).loss
+                logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = next_token_loss(logits, batch["labels"])
             optim.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), opts.clip_norm)

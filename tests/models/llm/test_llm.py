@@ -167,6 +167,23 @@ def test_write_budget_and_context_limit() -> None:
         feed_words(small, 5, finish_with_last=False)
 
 
+def test_next_token_loss_rewards_prediction_not_copying() -> None:
+    torch = pytest.importorskip("torch")
+    from models.llm.train import next_token_loss
+
+    ids = torch.tensor([[3, 7, 2, 9, 4, 0]])
+    labels = ids.clone()
+    labels[0, :2] = -100  # the prompt
+    labels[0, -1] = -100  # padding
+    predict = torch.full((1, 6, 10), -20.0)
+    copy = torch.full((1, 6, 10), -20.0)
+    for t in range(5):
+        predict[0, t, ids[0, t + 1]] = 20.0  # position t names token t + 1
+        copy[0, t, ids[0, t]] = 20.0  # position t repeats its own input
+    assert float(next_token_loss(predict, labels)) < 1e-3
+    assert float(next_token_loss(copy, labels)) > 10
+
+
 # -- a tiny random Hugging Face model ------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_llm_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
