@@ -59,7 +59,7 @@ distill: work/distill/distill.jsonl
 train-nat: setup distill
 	$(VENV)/bin/simulsub train nat
 	$(VENV)/bin/simulsub train nat --work-dir work/nat-3x2 --init-from work/nat-en-de --decoder-layers 2 \
-		--epochs 3 --export
+		--epochs 5 --export
 
 train-waitk: setup distill
 	$(VENV)/bin/simulsub train waitk --export
