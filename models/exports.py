@@ -174,22 +174,21 @@ def export_marian(model: Any, spm_model: Path, out: Path, sources: list[str]) ->
     return checks
 
 
-def export_paraformer(model: Any, work_dir: Path, out: Path, wavs: list[Any]) -> list[ExportCheck]:
-    """Paraformer → the FunASR ONNX directory (fp32 + int8) and fp16, offline transcripts checked against PyTorch."""
-    import numpy as np
+def export_paraformer(model: Any, tokens: Any, cmvn: Any, out: Path, wavs: list[Any], *,
+                      spm_model: Path | None = None) -> list[ExportCheck]:
+    """Paraformer → the FunASR ONNX directory (fp32 + int8) and fp16, offline transcripts checked against PyTorch.
+
+    ``tokens``: the model's ``TokenList``; ``cmvn``: its ``Cmvn``; ``wavs``: 16 kHz float utterances to check on.
+    """
     import torch
 
-    from models.asr.frontend import Cmvn, FrontendOptions
+    from models.asr.frontend import FrontendOptions
     from models.asr.runtime import ParaformerOnnx
     from models.paraformer.export import export_directory
-    from models.paraformer.tokenizer import AsrTokenizer
     from models.paraformer.train import write_model_card
 
-    tok = AsrTokenizer(work_dir / "tokens.model")
-    d = np.load(work_dir / "cmvn.npz")
-    base = export_directory(model.eval(), out / "paraformer-en", frontend=FrontendOptions(),
-                            cmvn=Cmvn(d["shift"], d["scale"]), tokens=tok.token_list,
-                            spm_model=work_dir / "tokens.model", quantized=True)
+    base = export_directory(model.eval(), out / "paraformer-en", frontend=FrontendOptions(), cmvn=cmvn,
+                            tokens=tokens, spm_model=spm_model, quantized=True)
     write_model_card(base, model, [], average_last=0)
     half = fp16_directory(base, out / "paraformer-en-fp16", ["model.onnx", "stream_encoder.onnx",
                                                                "stream_decoder.onnx"])
@@ -287,15 +286,21 @@ def run_family(family: str, opts: ExportOptions) -> list[ExportCheck]:
         wk.load_state_dict(_average(root / "waitk-en-de", 3))
         return export_waitk(wk, opts.spm_model, opts.out_dir, sources)
     if family == "paraformer":
+        import numpy as np
+
         from models.asr.audio import load_audio
+        from models.asr.frontend import Cmvn
+        from models.paraformer.tokenizer import AsrTokenizer
         from models.paraformer.train import average_checkpoints
 
         work = root / "paraformer"
         asr = average_checkpoints(work, 3)
-        clips = sorted((opts.data_dir.parent / "speech").glob("*.wav"))[: opts.sentences]
+        clips = sorted((opts.data_dir.parent / "speech").rglob("*.wav"))[: opts.sentences]
         if not clips:
-            raise FileNotFoundError("no validation audio (../shared/data/speech/*.wav)")
-        return export_paraformer(asr, work, opts.out_dir, [load_audio(c) for c in clips])
+            raise FileNotFoundError("no validation audio (../shared/data/speech/**/*.wav)")
+        d = np.load(work / "cmvn.npz")
+        return export_paraformer(asr, AsrTokenizer(work / "tokens.model").token_list, Cmvn(d["shift"], d["scale"]),
+                                 opts.out_dir, [load_audio(c) for c in clips], spm_model=work / "tokens.model")
     if family == "llm":
         from app.profiles import DEFAULT_LLM_MODEL
 

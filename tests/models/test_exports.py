@@ -70,3 +70,22 @@ def test_export_cli_reports_missing_sources(tmp_path: Path, capsys: pytest.Captu
     assert code == 2 and "nothing exported" in err and "no epoch checkpoints" in err and "Traceback" not in err
     code = main(["export", "--families", "gpt9"])
     assert code == 2 and "unknown model family" in capsys.readouterr().err
+
+
+def test_paraformer_export_reproduces_pytorch(tmp_path: Path) -> None:
+    pytest.importorskip("onnx")
+    import numpy as np
+
+    from models.asr.frontend import Cmvn
+    from models.asr.tokens import TokenList
+    from models.exports import export_paraformer
+    from tests.asr.conftest import TINY_TOKENS, chirp, tiny_model
+
+    rng = np.random.default_rng(0)
+    cmvn = Cmvn.from_stats(rng.uniform(5, 10, 560).astype(np.float32), rng.uniform(2, 4, 560).astype(np.float32))
+    wavs = [chirp(2.0, seed=s) for s in range(3)]
+    checks = by_variant(export_paraformer(tiny_model(), TokenList(list(TINY_TOKENS)), cmvn, tmp_path / "out", wavs))
+    assert set(checks) == {"fp32", "int8", "fp16"}
+    assert checks["fp32"].identical == 1.0 and checks["fp16"].passed
+    assert (tmp_path / "out" / "paraformer-en" / "model_quant.onnx").is_file()
+    assert (tmp_path / "out" / "paraformer-en-fp16" / "stream_encoder.onnx").is_file()
