@@ -136,17 +136,14 @@ def _llm_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
     if not path.is_dir():
         raise UserError(f"LLM directory {path} does not exist (train one: simulsub train llm-simt --export, or pass "
                         "--llm-model DIR, a Hugging Face causal LM with <|end-of-read|> and <|end-of-write|>)")
-    try:
-        from models.llm.runtime import HfInterleavedLM, LlmModelDirError
-    except ImportError as e:
-        raise UserError(f"the llm policy needs torch and transformers ({e}): pip install -e '.[train]'") from None
+    from models.llm.loader import AnyInterleavedLM, LlmLoadError, open_interleaved_lm
     from streaming.policies.llm import LlmPolicy
 
-    def load() -> HfInterleavedLM:
+    def load() -> AnyInterleavedLM:
         try:
-            return HfInterleavedLM(path, device=cfg.device, threads=cfg.threads)
-        except LlmModelDirError as e:
+            return open_interleaved_lm(path, device=cfg.device, threads=cfg.threads)
+        except LlmLoadError as e:
             raise UserError(str(e)) from None
 
-    base: HfInterleavedLM = models.get(("llm", path, cfg.threads, cfg.device), load)
+    base: AnyInterleavedLM = models.get(("llm", path, cfg.threads, cfg.device), load)
     return LlmPolicy(base.fork(), cfg.latency)

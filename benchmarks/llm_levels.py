@@ -48,10 +48,10 @@ def translate_all(policy: object, sources: list[str]) -> tuple[list[str], float]
 
 def cache_comparison(model: Path, sources: list[str], level: str) -> dict[str, float]:
     """ms per sentence with the KV cache reused vs recomputed at each step (lowest of 2 alternating passes)."""
-    from models.llm.runtime import HfInterleavedLM
+    from models.llm.loader import open_interleaved_lm
     from streaming.policies.llm import LlmPolicy
 
-    base = HfInterleavedLM(model, threads=1)
+    base = open_interleaved_lm(model, threads=1)
     best = {True: float("inf"), False: float("inf")}
     outputs: dict[bool, list[str]] = {}
     calls: dict[bool, int] = {}
@@ -114,13 +114,18 @@ def main() -> None:
              for level in tqdm(LATENCY_LEVELS, desc="cache vs recompute")}
     command = "python -m benchmarks.llm_levels" + (f" --limit {args.limit}" if args.limit else "") + (
         f" --cache-sentences {args.cache_sentences}")
-    meta = {"split": args.split, "n": len(sources), "threads": 1, "model": str(args.llm_model),
+    from models.llm.loader import open_interleaved_lm
+
+    lm = open_interleaved_lm(args.llm_model, threads=1)
+    runtime = lm.runtime
+    meta = {"split": args.split, "n": len(sources), "threads": 1, "model": str(args.llm_model), "runtime": runtime,
             "machine": f"{platform.machine()} {platform.processor()}".strip(), "command": command}
     result = {"meta": meta, "rows": rows, "ar_full_sentence_bleu": full_bleu, "cache": cache}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [f"# LLM policy (EAST-style) per latency level on {args.split} ({len(sources)} sentences, word by word)",
-             "", f"Command: `{command}`  ", f"Machine: {meta['machine']}, one thread. Latency in source words; "
+             "", f"Command: `{command}`  ", f"Model: `{args.llm_model}` on {runtime}.  ",
+             f"Machine: {meta['machine']}, one thread. Latency in source words; "
              "LAAL_CA at 400 ms/word.", "", "| system | " + " | ".join(COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
     lines += [f"| {r['system']} | " + " | ".join(f"{float(r[c]):.2f}" for c in COLUMNS) + " |"  # type: ignore[arg-type]

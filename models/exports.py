@@ -11,7 +11,7 @@ marian     ``marian-en-de-int8`` / ``-float16`` (CTranslate2) CTranslate2 greedy
 nat        ``nat-en-de`` (ONNX fp32 + int8), ``-fp16``       onnxruntime one pass vs PyTorch one pass
 waitk      ``waitk-en-de`` (ONNX fp32 + int8), ``-fp16``     wait-k (k = 3) with onnxruntime vs PyTorch steps
 paraformer ``paraformer-en`` (fp32 + int8), ``-fp16``       offline onnxruntime transcripts vs PyTorch
-llm        ``llm-en-de`` (float32), ``-bf16`` (HF)           the read/write loop on both vs the float32 source
+llm        ``llm-en-de`` (ONNX fp32 + int8), ``-bf16`` (HF)  the read/write loop on each vs the float32 source
 ========== =============================================== ==================================================
 
 fp16 graphs keep float32 inputs/outputs (``keep_io_types``) and are meant for the CUDA provider; they run on the
@@ -206,17 +206,20 @@ def export_paraformer(model: Any, tokens: Any, cmvn: Any, out: Path, wavs: list[
     return checks
 
 
-def export_llm(model_dir: Path, out: Path, sources: list[str], level: str = "high") -> list[ExportCheck]:
-    """The LLM as float32 and bfloat16 Hugging Face directories, read/write outputs checked against the source."""
+def export_llm(hf_dir: Path, out: Path, sources: list[str], level: str = "high") -> list[ExportCheck]:
+    """The LLM as ONNX int8 and fp32 graphs with the KV cache as input/output (``llm-en-de``, the bundled form)
+    and a bfloat16 Hugging Face directory; the read/write loop on each checked against the float32 source."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from models.llm.onnx_export import ONNX_FP32, ONNX_INT8, export_dir
+    from models.llm.onnx_runtime import OnnxInterleavedLM
     from models.llm.runtime import HfInterleavedLM
-    from streaming.policies.llm import LlmPolicy
+    from streaming.policies.llm import InterleavedLM, LlmPolicy
     from streaming.types import SourceState
 
-    def run(path: Path) -> list[str]:
-        policy = LlmPolicy(HfInterleavedLM(path), level)
+    def run(lm: InterleavedLM) -> list[str]:
+        policy = LlmPolicy(lm, level)
         outs = []
         for s in sources:
             policy.reset()
@@ -227,15 +230,16 @@ def export_llm(model_dir: Path, out: Path, sources: list[str], level: str = "hig
             outs.append(" ".join(st.tokens) if st else "")
         return outs
 
-    ref = run(model_dir)
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    checks = []
-    for variant, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        path = out / ("llm-en-de" if variant == "fp32" else "llm-en-de-bf16")
-        model: Any = AutoModelForCausalLM.from_pretrained(str(model_dir), dtype=torch.float32)
-        model.to(dtype).save_pretrained(str(path))
-        tok.save_pretrained(str(path))
-        checks.append(compare("llm", variant, path, ref, run(path)))
+    ref = run(HfInterleavedLM(hf_dir))
+    onnx_dir = out / "llm-en-de"
+    export_dir(hf_dir, onnx_dir, keep_fp32=True)
+    checks = [compare("llm", variant, onnx_dir / graph, ref, run(OnnxInterleavedLM(onnx_dir, graph_name=graph)))
+              for variant, graph in (("fp32", ONNX_FP32), ("int8", ONNX_INT8))]
+    path = out / "llm-en-de-bf16"
+    model: Any = AutoModelForCausalLM.from_pretrained(str(hf_dir), dtype=torch.float32)
+    model.to(torch.bfloat16).save_pretrained(str(path))
+    AutoTokenizer.from_pretrained(str(hf_dir)).save_pretrained(str(path))
+    checks.append(compare("llm", "bf16", path, ref, run(HfInterleavedLM(path))))
     return checks
 
 
@@ -302,11 +306,10 @@ def run_family(family: str, opts: ExportOptions) -> list[ExportCheck]:
         return export_paraformer(asr, AsrTokenizer(work / "tokens.model").token_list, Cmvn(d["shift"], d["scale"]),
                                  opts.out_dir, [load_audio(c) for c in clips], spm_model=work / "tokens.model")
     if family == "llm":
-        from app.profiles import DEFAULT_LLM_MODEL
-
-        if not DEFAULT_LLM_MODEL.is_dir():
-            raise FileNotFoundError(f"{DEFAULT_LLM_MODEL} does not exist: simulsub train llm-simt --export")
-        return export_llm(DEFAULT_LLM_MODEL, opts.out_dir, sources[: max(1, opts.sentences // 2)])
+        hf_dir = root / "llm-en-de" / "hf"
+        if not (hf_dir / "config.json").is_file():
+            raise FileNotFoundError(f"{hf_dir} does not exist: simulsub train llm-simt --export writes it")
+        return export_llm(hf_dir, opts.out_dir, sources[: max(1, opts.sentences // 2)])
     raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
 
 

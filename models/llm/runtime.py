@@ -87,6 +87,11 @@ class HfInterleavedLM:
                                _loaded=self._m)
 
     @property
+    def runtime(self) -> str:
+        """What runs the model, for reports."""
+        return f"transformers ({type(self._m.model).__name__}, {self._m.device})"
+
+    @property
     def tokenizer(self) -> Any:
         return self._m.tokenizer
 

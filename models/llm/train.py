@@ -9,7 +9,9 @@ tokens (it learns to expect more source), ``<|end-of-read|>`` (when to stop read
 
 Runs on CUDA when present (``--device auto``), else on the CPU with bfloat16 autocast where the CPU has it.
 Checkpoints (``epochNN.pt``) live in ``work_dir``; the same command resumes. ``finalize`` averages the last
-epochs and writes a Hugging Face directory (weights in bfloat16 safetensors, tokenizer, model card).
+epochs and writes a Hugging Face directory (``work_dir/hf``, float32); a Marian model (our default) is then
+exported to ONNX int8 with its KV cache as graph input/output (:mod:`models.llm.onnx_export`; the bundled form,
+runs without torch), any other model is written as bfloat16 safetensors.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from tqdm import tqdm
 
 from models.llm.build import build_default, load_base
 from models.llm.interleave import LATENCY_LEVELS, OFFLINE, chunk_pair
-from models.llm.tokens import control_ids, encode_segment, prompt_ids
+from models.llm.tokens import EOR, control_ids, encode_segment, prompt_ids
 from models.marian.batching import make_batches
 from models.marian.distill import read_distilled
 from models.marian.export import average_state_dicts
@@ -229,8 +231,11 @@ def _save_hf(model: Any, tok: Any, out_dir: Path, *, dtype: torch.dtype) -> None
 
 
 def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 2) -> Path:
-    """Average the last ``average_last`` epochs and write a Hugging Face directory (bfloat16 weights)."""
+    """Average the last ``average_last`` epochs into ``work_dir/hf`` (float32 Hugging Face directory), then write
+    ``out_dir``: ONNX int8 for a Marian model (the default), bfloat16 safetensors otherwise; card included."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from models.llm.onnx_export import ExportError, MarianCachedStep, export_dir
 
     ckpts = sorted(work_dir.glob("epoch*.pt"))[-average_last:]
     if not ckpts:
@@ -240,12 +245,31 @@ def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 2) -> Path:
     model.load_state_dict(average_state_dicts(ckpts), strict=False)
     model.tie_weights()
     tok = AutoTokenizer.from_pretrained(str(work_dir / "tokenizer"))
-    _save_hf(model.eval(), tok, out_dir, dtype=torch.bfloat16)
+    hf_dir = work_dir / "hf"
+    _save_hf(model.eval(), tok, hf_dir, dtype=torch.float32)
     history = [json.loads(x) for x in (work_dir / "log.jsonl").read_text(encoding="utf-8").splitlines() if x]
-    (out_dir / "training.json").write_text(json.dumps({"epochs": history, "averaged": [c.name for c in ckpts]},
-                                                      indent=2) + "\n", encoding="utf-8")
+    training = json.dumps({"epochs": history, "averaged": [c.name for c in ckpts]}, indent=2) + "\n"
+    (hf_dir / "training.json").write_text(training, encoding="utf-8")
+    try:
+        MarianCachedStep(model)
+        onnx = True
+    except ExportError:
+        onnx = False
+    if onnx:
+        for stale in out_dir.glob("*.safetensors"):
+            stale.unlink()
+        export_dir(hf_dir, out_dir, check_ids=_check_ids(tok))
+    else:
+        _save_hf(model.eval(), tok, out_dir, dtype=torch.bfloat16)
+        (out_dir / "training.json").write_text(training, encoding="utf-8")
     write_model_card(out_dir, model, history, [c.name for c in ckpts])
     return out_dir
+
+
+def _check_ids(tok: Any) -> list[int]:
+    """A realistic interleaved sequence to check the ONNX graph with: the high-latency prompt and one chunk."""
+    text = f"A man in a blue shirt is standing on a ladder .{EOR} Ein Mann"
+    return [*prompt_ids(tok, "high"), *tok(text, add_special_tokens=False)["input_ids"]]
 
 
 def _arch(c: Any) -> str:
@@ -263,14 +287,19 @@ def write_model_card(out_dir: Path, model: Any, history: list[dict[str, Any]], a
     from ``benchmarks/llm_levels``."""
     c = model.config
     params = sum(p.numel() for p in model.parameters())
-    size = sum(f.stat().st_size for f in out_dir.glob("*.safetensors")) / 1e6
+    onnx = sorted(out_dir.glob("*.onnx"))
+    weights = onnx or sorted(out_dir.glob("*.safetensors"))
+    size = sum(f.stat().st_size for f in weights) / 1e6
+    form = ("ONNX, int8 weights, KV cache as graph input/output (onnxruntime; no torch needed)" if onnx
+            else "bfloat16 safetensors (loaded as float32 on a CPU)")
     rows = ["| epoch | loss | val BLEU (high latency) | minutes |", "|---:|---:|---:|---:|"]
     rows += [f"| {h['epoch']} | {h['loss']} | {next((v for k, v in h.items() if k.startswith('val_bleu')), '–')} | "
              f"{h['train_seconds'] / 60:.1f} |" for h in history]
     lines = [
         "# llm-en-de — interleaved read/write causal LM for simultaneous en→de (EAST-style)", "",
         f"A decoder-only `{type(model).__name__}` (Hugging Face transformers): {_arch(c)}; {params / 1e6:.2f} M "
-        f"parameters, {size:.1f} MB of bfloat16 safetensors (loaded as float32 on a CPU).", "",
+        f"parameters; bundled as {size:.1f} MB of {form}. The float32 Hugging Face directory it was exported from is "
+        "`work/llm-en-de/hf` after training (fine-tune or load it with transformers).", "",
         "It reads English word by word and writes German in chunks, deciding itself when: the sequence is a latency "
         "prompt, then `src1<|end-of-read|>tgt1<|end-of-write|> src2<|end-of-read|>…`. After each source word one token "
         "is probed; `<|end-of-read|>` switches to writing until `<|end-of-write|>`. The KV cache of the one growing "

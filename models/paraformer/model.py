@@ -307,6 +307,9 @@ class Paraformer(nn.Module):
         if encoder_only:
             if self.ctc is None:
                 raise ValueError("encoder_only needs the CTC head (ctc_weight > 0)")
+            # the predictor learns to count on a stopped-gradient encoder: the quantity loss's gradient kept CTC on
+            # its blank plateau (greedy CTC WER 92 % after 960 steps with it, 50 % without)
+            quantity = (self.predictor(enc.detach(), mask).sum(dim=1) - ys_len.to(total.dtype)).abs().mean()
             ctc = self._ctc(enc, lengths, targets, target_lengths)
             return LossOutput(loss=ctc + c.predictor_weight * quantity, att=0.0, quantity=float(quantity.detach()),
                               ctc=float(ctc.detach()), acc=0.0, tokens=int(tok_mask.sum()), ctc_loss=ctc)

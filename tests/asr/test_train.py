@@ -50,6 +50,11 @@ def test_encoder_warmup_step_trains_encoder_ctc_and_predictor_only() -> None:
     assert model.ctc is not None and model.ctc.weight.grad is not None
     assert model.predictor.out.weight.grad is not None  # the quantity loss trains the CIF predictor already
     assert all(p.grad is None for p in model.decoder.parameters())  # the decoder waits for the joint loss
+    model.zero_grad(set_to_none=True)
+    warm = model(*args, encoder_only=True)
+    (warm.loss - warm.ctc_loss).backward()  # the quantity term alone: it trains the predictor, not the encoder
+    assert model.predictor.out.weight.grad is not None and model.predictor.out.weight.grad.abs().sum() > 0
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0.0 for p in model.encoder.parameters())
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")

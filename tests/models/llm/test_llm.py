@@ -238,6 +238,44 @@ def test_cache_reuse_gives_identical_output_with_fewer_recomputed_tokens(tiny_ll
     assert seq[0] not in (ctl.eor, ctl.eow)  # a word is read first
 
 
+def test_onnx_export_reproduces_transformers_with_and_without_cache_reuse(tmp_path: Path, tiny_llm_dir: Path
+                                                                          ) -> None:
+    from models.llm.loader import LlmLoadError, open_interleaved_lm
+    from models.llm.onnx_export import export_dir
+    from models.llm.onnx_runtime import OnnxInterleavedLM
+    from models.llm.runtime import HfInterleavedLM
+
+    out = tmp_path / "onnx"
+    report = export_dir(tiny_llm_dir, out, keep_fp32=True)  # scores checked in three cached pieces vs transformers
+    assert report["max_abs_diff_fp32"] < 1e-4 and report["same_argmax_fp32"]
+    assert isinstance(open_interleaved_lm(out), OnnxInterleavedLM)  # the graph wins over transformers
+    assert isinstance(open_interleaved_lm(tiny_llm_dir), HfInterleavedLM)
+    hf = HfInterleavedLM(tiny_llm_dir)
+    onnx = OnnxInterleavedLM(out, graph_name="model.onnx")
+    fresh = onnx.fork(reuse_cache=False)
+    policies = [LlmPolicy(lm, "medium", max_write_tokens=12) for lm in (hf, onnx, fresh)]
+    for s in ["A man is riding a bike .", "Two dogs play in the snow .", "A girl in a red dress sings ."]:
+        outputs = [run_sentence(p, s) for p in policies]
+        assert outputs[0] == outputs[1] == outputs[2]
+        assert hf.sequence == onnx.sequence == fresh.sequence
+    assert onnx.forward_calls == fresh.forward_calls + 1  # same steps, plus the prompt's cache computed once
+    words = onnx.decode_words(hf.word_ids("Ein Mann", first=True))
+    assert words == ["Ein", "Mann"] and onnx.control == hf.control
+    (out / "model.onnx").write_bytes(b"not a graph")
+    (out / "model_quant.onnx").unlink()
+    with pytest.raises(LlmLoadError, match="cannot load"):
+        open_interleaved_lm(out)
+
+
+def test_export_command_writes_checked_onnx_and_bf16_variants(tmp_path: Path, tiny_llm_dir: Path) -> None:
+    from models.exports import export_llm
+
+    checks = export_llm(tiny_llm_dir, tmp_path, ["A man is riding a bike .", "Two dogs play ."], level="low")
+    assert [c.variant for c in checks] == ["fp32", "int8", "bf16"] and all(c.passed for c in checks)
+    assert checks[0].identical == 1.0  # the fp32 graph reproduces transformers exactly
+    assert (tmp_path / "llm-en-de" / "model_quant.onnx").is_file() and (tmp_path / "llm-en-de-bf16").is_dir()
+
+
 def test_hf_model_dir_errors(tmp_path: Path, tiny_llm_dir: Path) -> None:
     from models.llm.runtime import HfInterleavedLM, LlmModelDirError
 
@@ -279,8 +317,10 @@ def test_train_resume_export_and_cli(tmp_path: Path, tiny_llm_dir: Path, capsys:
     train(opts)  # resumes: only epoch 2 runs
     log = [json.loads(x) for x in (work / "log.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and all(np.isfinite(r["loss"]) for r in log)
-    out = finalize(work, tmp_path / "export")
-    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    out = finalize(work, tmp_path / "export")  # a Marian model: exported as ONNX int8, the HF directory kept in work
+    assert (out / "model_quant.onnx").is_file() and (out / "tokenizer.json").is_file()
+    assert not list(out.glob("*.safetensors")) and (work / "hf" / "model.safetensors").is_file()
+    assert "ONNX, int8" in (out / "README.md").read_text()
     src, ref = tmp_path / "src.en", tmp_path / "ref.de"
     src.write_text("A man is riding a bike .\nTwo dogs play .\n")
     ref.write_text("Ein Mann fährt Fahrrad .\nZwei Hunde spielen .\n")

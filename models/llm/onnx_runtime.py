@@ -1,0 +1,187 @@
+"""Run an ONNX-exported interleaved LM (:mod:`models.llm.onnx_export`) on onnxruntime: no torch, no transformers.
+
+Same contract as :class:`models.llm.runtime.HfInterleavedLM` (an ``InterleavedLM`` for
+:class:`streaming.policies.llm.LlmPolicy`): the sequence's keys and values (``[L, 2, H, P, D]`` float32) come
+back from every call and go into the next one (``reuse_cache=True``), or the whole sequence is fed again at every
+step (``reuse_cache=False``, the baseline the benchmark measures; same outputs). The latency prompt's cache is
+computed once per level and shared by every fork (arrays are never written in place).
+
+The tokenizer is read from ``tokenizer.json`` with the ``tokenizers`` library (:class:`JsonTokenizer`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from models.llm.onnx_export import GRAPH_INFO, ONNX_FP32, ONNX_INT8, cache_shape
+from models.llm.tokens import TokenizerError, control_ids, decode_words, encode_segment, prompt_ids
+from streaming.policies.llm import ControlIds
+
+logger = logging.getLogger(__name__)
+
+
+class OnnxLmDirError(ValueError):
+    """A directory does not hold a usable ONNX interleaved LM."""
+
+
+def onnx_graph(model_dir: Path) -> Path | None:
+    """The graph an ONNX LM directory runs: ``model_quant.onnx`` (int8), else ``model.onnx``; None if neither."""
+    for name in (ONNX_INT8, ONNX_FP32):
+        if (model_dir / name).is_file():
+            return model_dir / name
+    return None
+
+
+class JsonTokenizer:
+    """The parts of a Hugging Face fast tokenizer the interleaved LM uses, read from ``tokenizer.json`` and
+    ``tokenizer_config.json`` with the ``tokenizers`` library."""
+
+    chat_template = None
+
+    def __init__(self, model_dir: Path) -> None:
+        from tokenizers import Tokenizer
+
+        path = model_dir / "tokenizer.json"
+        if not path.is_file():
+            raise OnnxLmDirError(f"{model_dir} has no tokenizer.json")
+        self._tok = Tokenizer.from_file(str(path))
+        cfg_path = model_dir / "tokenizer_config.json"
+        cfg: dict[str, Any] = json.loads(cfg_path.read_text(encoding="utf-8")) if cfg_path.is_file() else {}
+        if cfg.get("chat_template"):
+            raise OnnxLmDirError(f"{model_dir}: tokenizers with a chat template run through transformers (remove "
+                                 "the ONNX graph to use it)")
+        self._vocab: dict[str, int] = self._tok.get_vocab(with_added_tokens=True)
+        self.eos_token_id = self._special_id(cfg, "eos_token")
+        self.bos_token_id = self._special_id(cfg, "bos_token")
+        self.pad_token_id = self._special_id(cfg, "pad_token")
+
+    def _special_id(self, cfg: dict[str, Any], key: str) -> int | None:
+        token = cfg.get(key)
+        if isinstance(token, dict):  # {"content": "</s>", ...}
+            token = token.get("content")
+        return self._vocab.get(token) if isinstance(token, str) else None
+
+    def get_vocab(self) -> dict[str, int]:
+        return dict(self._vocab)
+
+    def __call__(self, text: str, add_special_tokens: bool = False) -> dict[str, list[int]]:
+        return {"input_ids": list(self._tok.encode(text, add_special_tokens=add_special_tokens).ids)}
+
+    def decode(self, ids: list[int], skip_special_tokens: bool = True) -> str:
+        return str(self._tok.decode(ids, skip_special_tokens=skip_special_tokens))
+
+
+class _Loaded:
+    """Session, tokenizer and prompt caches shared by every fork."""
+
+    def __init__(self, model_dir: Path, device: str, threads: int, graph_name: str | None) -> None:
+        import onnxruntime as ort
+
+        from app.devices import onnx_providers
+
+        graph = model_dir / graph_name if graph_name else onnx_graph(model_dir)
+        if graph is not None and not graph.is_file():
+            graph = None
+        config_path = model_dir / "config.json"
+        if graph is None or not config_path.is_file():
+            raise OnnxLmDirError(f"{model_dir} holds no ONNX interleaved LM ({ONNX_INT8} or {ONNX_FP32} with "
+                                 "config.json); export one with `simulsub export --families llm`")
+        self.config: dict[str, Any] = json.loads(config_path.read_text(encoding="utf-8"))
+        self.tokenizer = JsonTokenizer(model_dir)
+        try:
+            self.control = control_ids(self.tokenizer)
+        except TokenizerError as e:
+            raise OnnxLmDirError(f"{model_dir}: {e}") from None
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+        try:
+            self.session = ort.InferenceSession(str(graph), opts, providers=onnx_providers(device))
+        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
+            raise OnnxLmDirError(f"cannot load {graph}: {e}") from None
+        self.graph = graph
+        self.max_positions = int(self.config.get("max_position_embeddings") or 512)
+        self.empty = np.zeros(cache_shape(self.config, 0), dtype=np.float32)
+        self.prompt_cache: dict[str, tuple[list[int], np.ndarray, np.ndarray]] = {}
+        info = model_dir / GRAPH_INFO
+        if info.is_file():
+            logger.info("LLM graph %s: %s", graph.name, info.read_text(encoding="utf-8").strip())
+
+
+class OnnxInterleavedLM:
+    """One growing interleaved sequence over an ONNX-exported causal LM (implements ``InterleavedLM``)."""
+
+    def __init__(self, model_dir: Path | str, *, device: str = "cpu", threads: int = 1, reuse_cache: bool = True,
+                 graph_name: str | None = None, _loaded: _Loaded | None = None) -> None:
+        """``graph_name`` picks a graph in the directory (default: ``model_quant.onnx``, else ``model.onnx``)."""
+        self.model_dir = Path(model_dir)
+        self._m = _loaded or _Loaded(self.model_dir, device, threads, graph_name)
+        self.reuse_cache = reuse_cache
+        self.control: ControlIds = self._m.control
+        self.max_positions = self._m.max_positions
+        self.forward_calls = 0
+        self._ids: list[int] = []
+        self._cache: np.ndarray = self._m.empty
+
+    def fork(self, *, reuse_cache: bool | None = None) -> OnnxInterleavedLM:
+        """A new sequence over the same session."""
+        return OnnxInterleavedLM(self.model_dir, reuse_cache=self.reuse_cache if reuse_cache is None else reuse_cache,
+                                 _loaded=self._m)
+
+    @property
+    def runtime(self) -> str:
+        """What runs the model, for reports."""
+        return f"onnxruntime ({self._m.graph.name})"
+
+    @property
+    def tokenizer(self) -> JsonTokenizer:
+        return self._m.tokenizer
+
+    @property
+    def length(self) -> int:
+        return len(self._ids)
+
+    def _forward(self, ids: list[int], past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        self.forward_calls += 1
+        logits, present = self._m.session.run(None, {"input_ids": np.asarray([ids], dtype=np.int64), "past": past})
+        return np.asarray(logits, dtype=np.float32), present
+
+    def start(self, latency: str) -> None:
+        if not self.reuse_cache:
+            self._ids = prompt_ids(self.tokenizer, latency)
+            self._cache = self._m.empty
+            return
+        saved = self._m.prompt_cache.get(latency)
+        if saved is None:
+            ids = prompt_ids(self.tokenizer, latency)
+            scores, cache = self._forward(ids, self._m.empty)
+            saved = (ids, cache, scores)
+            self._m.prompt_cache[latency] = saved
+        self._ids = list(saved[0])
+        self._cache = saved[1]  # never modified in place: each step returns a new array
+
+    def word_ids(self, word: str, *, first: bool) -> list[int]:
+        return encode_segment(self.tokenizer, word, first=first)
+
+    def feed(self, ids: list[int]) -> np.ndarray:
+        if not ids:
+            raise ValueError("feed needs at least one token")
+        self._ids.extend(ids)
+        if self.reuse_cache:
+            scores, self._cache = self._forward(ids, self._cache)
+        else:
+            scores, _ = self._forward(self._ids, self._m.empty)
+        return scores
+
+    def decode_words(self, ids: list[int]) -> list[str]:
+        return decode_words(self.tokenizer, ids)
+
+    @property
+    def sequence(self) -> list[int]:
+        """The interleaved token ids so far (prompt included)."""
+        return list(self._ids)
