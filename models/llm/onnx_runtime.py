@@ -1,10 +1,8 @@
 """Run an ONNX-exported interleaved LM (:mod:`models.llm.onnx_export`) on onnxruntime: no torch, no transformers.
 
 Same contract as :class:`models.llm.runtime.HfInterleavedLM` (an ``InterleavedLM`` for
-:class:`streaming.policies.llm.LlmPolicy`): the sequence's keys and values (``[L, 2, H, P, D]`` float32) come
-back from every call and go into the next one (``reuse_cache=True``), or the whole sequence is fed again at every
-step (``reuse_cache=False``, the baseline the benchmark measures; same outputs). The latency prompt's cache is
-computed once per level and shared by every fork (arrays are never written in place).
+:class:`streaming.policies.llm.LlmPolicy`, sequence handling in :mod:`models.llm.sequence`): the sequence's keys
+and values (``[L, 2, H, P, D]`` float32) come back from every call and go into the next one.
 
 The tokenizer is read from ``tokenizer.json`` with the ``tokenizers`` library (:class:`JsonTokenizer`).
 """
@@ -19,8 +17,8 @@ from typing import Any
 import numpy as np
 
 from models.llm.onnx_export import GRAPH_INFO, ONNX_FP32, ONNX_INT8, cache_shape
-from models.llm.tokens import TokenizerError, control_ids, decode_words, encode_segment, prompt_ids
-from streaming.policies.llm import ControlIds
+from models.llm.sequence import InterleavedSequence
+from models.llm.tokens import TokenizerError, control_ids
 
 logger = logging.getLogger(__name__)
 
@@ -113,75 +111,33 @@ class _Loaded:
             logger.info("LLM graph %s: %s", graph.name, info.read_text(encoding="utf-8").strip())
 
 
-class OnnxInterleavedLM:
+class OnnxInterleavedLM(InterleavedSequence):
     """One growing interleaved sequence over an ONNX-exported causal LM (implements ``InterleavedLM``)."""
 
     def __init__(self, model_dir: Path | str, *, device: str = "cpu", threads: int = 1, reuse_cache: bool = True,
                  graph_name: str | None = None, _loaded: _Loaded | None = None) -> None:
         """``graph_name`` picks a graph in the directory (default: ``model_quant.onnx``, else ``model.onnx``)."""
         self.model_dir = Path(model_dir)
-        self._m = _loaded or _Loaded(self.model_dir, device, threads, graph_name)
-        self.reuse_cache = reuse_cache
-        self.control: ControlIds = self._m.control
-        self.max_positions = self._m.max_positions
-        self.forward_calls = 0
-        self._ids: list[int] = []
-        self._cache: np.ndarray = self._m.empty
+        self._ort = _loaded or _Loaded(self.model_dir, device, threads, graph_name)
+        super().__init__(self._ort, reuse_cache)
 
     def fork(self, *, reuse_cache: bool | None = None) -> OnnxInterleavedLM:
         """A new sequence over the same session."""
         return OnnxInterleavedLM(self.model_dir, reuse_cache=self.reuse_cache if reuse_cache is None else reuse_cache,
-                                 _loaded=self._m)
+                                 _loaded=self._ort)
 
     @property
     def runtime(self) -> str:
         """What runs the model, for reports."""
-        return f"onnxruntime ({self._m.graph.name})"
+        return f"onnxruntime ({self._ort.graph.name})"
 
-    @property
-    def tokenizer(self) -> JsonTokenizer:
-        return self._m.tokenizer
+    def _empty_cache(self) -> np.ndarray:
+        return self._ort.empty
 
-    @property
-    def length(self) -> int:
-        return len(self._ids)
+    def _copy_cache(self, cache: np.ndarray) -> np.ndarray:
+        return cache  # never modified in place: every step returns a new array
 
-    def _forward(self, ids: list[int], past: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        self.forward_calls += 1
-        logits, present = self._m.session.run(None, {"input_ids": np.asarray([ids], dtype=np.int64), "past": past})
+    def _run(self, ids: list[int], cache: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        logits, present = self._ort.session.run(None, {"input_ids": np.asarray([ids], dtype=np.int64),
+                                                       "past": cache})
         return np.asarray(logits, dtype=np.float32), present
-
-    def start(self, latency: str) -> None:
-        if not self.reuse_cache:
-            self._ids = prompt_ids(self.tokenizer, latency)
-            self._cache = self._m.empty
-            return
-        saved = self._m.prompt_cache.get(latency)
-        if saved is None:
-            ids = prompt_ids(self.tokenizer, latency)
-            scores, cache = self._forward(ids, self._m.empty)
-            saved = (ids, cache, scores)
-            self._m.prompt_cache[latency] = saved
-        self._ids = list(saved[0])
-        self._cache = saved[1]  # never modified in place: each step returns a new array
-
-    def word_ids(self, word: str, *, first: bool) -> list[int]:
-        return encode_segment(self.tokenizer, word, first=first)
-
-    def feed(self, ids: list[int]) -> np.ndarray:
-        if not ids:
-            raise ValueError("feed needs at least one token")
-        self._ids.extend(ids)
-        if self.reuse_cache:
-            scores, self._cache = self._forward(ids, self._cache)
-        else:
-            scores, _ = self._forward(self._ids, self._m.empty)
-        return scores
-
-    def decode_words(self, ids: list[int]) -> list[str]:
-        return decode_words(self.tokenizer, ids)
-
-    @property
-    def sequence(self) -> list[int]:
-        """The interleaved token ids so far (prompt included)."""
-        return list(self._ids)

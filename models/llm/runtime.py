@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from models.llm.tokens import TokenizerError, control_ids, decode_words, encode_segment, prompt_ids
-from streaming.policies.llm import ControlIds
+from models.llm.sequence import InterleavedSequence
+from models.llm.tokens import TokenizerError, control_ids
 
 logger = logging.getLogger(__name__)
 
@@ -67,84 +67,41 @@ class _Loaded:
         self.prompt_cache: dict[str, tuple[list[int], Any, np.ndarray]] = {}
 
 
-class HfInterleavedLM:
+class HfInterleavedLM(InterleavedSequence):
     """One growing interleaved sequence over a loaded causal LM (implements ``InterleavedLM``)."""
 
     def __init__(self, model_dir: Path | str, *, device: str = "cpu", threads: int = 1, reuse_cache: bool = True,
                  _loaded: _Loaded | None = None) -> None:
         self.model_dir = Path(model_dir)
-        self._m = _loaded or _Loaded(self.model_dir, device, threads)
-        self.reuse_cache = reuse_cache
-        self.control: ControlIds = self._m.control
-        self.max_positions = self._m.max_positions
-        self.forward_calls = 0
-        self._ids: list[int] = []
-        self._cache: Any = None
+        self._hf = _loaded or _Loaded(self.model_dir, device, threads)
+        super().__init__(self._hf, reuse_cache)
 
     def fork(self, *, reuse_cache: bool | None = None) -> HfInterleavedLM:
         """A new sequence over the same weights."""
         return HfInterleavedLM(self.model_dir, reuse_cache=self.reuse_cache if reuse_cache is None else reuse_cache,
-                               _loaded=self._m)
+                               _loaded=self._hf)
 
     @property
     def runtime(self) -> str:
         """What runs the model, for reports."""
-        return f"transformers ({type(self._m.model).__name__}, {self._m.device})"
+        return f"transformers ({type(self._hf.model).__name__}, {self._hf.device})"
 
-    @property
-    def tokenizer(self) -> Any:
-        return self._m.tokenizer
+    def _empty_cache(self) -> Any:
+        return None
 
-    @property
-    def length(self) -> int:
-        return len(self._ids)
+    def _copy_cache(self, cache: Any) -> Any:
+        return copy.deepcopy(cache)  # transformers caches grow in place
 
-    def _forward(self, ids: list[int], cache: Any) -> tuple[np.ndarray, Any]:
+    def _run(self, ids: list[int], cache: Any) -> tuple[np.ndarray, Any]:
         import torch
 
-        self.forward_calls += 1
-        x = torch.tensor([ids], dtype=torch.long, device=self._m.device)
+        x = torch.tensor([ids], dtype=torch.long, device=self._hf.device)
         with torch.inference_mode():
             if cache is None and not self.reuse_cache:
-                out = self._m.model(input_ids=x, use_cache=False)
+                out = self._hf.model(input_ids=x, use_cache=False)
             else:
-                out = self._m.model(input_ids=x, use_cache=True, **{self._m.cache_kw: cache})
+                out = self._hf.model(input_ids=x, use_cache=True, **{self._hf.cache_kw: cache})
         new_cache = None
         if self.reuse_cache:  # transformers ≥ 5 names it ``cache``, older versions ``past_key_values``
             new_cache = out["cache"] if "cache" in out else out["past_key_values"]
         return out.logits[0, -1].float().cpu().numpy(), new_cache
-
-    def start(self, latency: str) -> None:
-        if not self.reuse_cache:
-            self._ids = prompt_ids(self.tokenizer, latency)
-            self._cache = None
-            return
-        saved = self._m.prompt_cache.get(latency)
-        if saved is None:
-            ids = prompt_ids(self.tokenizer, latency)
-            scores, cache = self._forward(ids, None)
-            saved = (ids, cache, scores)
-            self._m.prompt_cache[latency] = saved
-        self._ids = list(saved[0])
-        self._cache = copy.deepcopy(saved[1])
-
-    def word_ids(self, word: str, *, first: bool) -> list[int]:
-        return encode_segment(self.tokenizer, word, first=first)
-
-    def feed(self, ids: list[int]) -> np.ndarray:
-        if not ids:
-            raise ValueError("feed needs at least one token")
-        self._ids.extend(ids)
-        if self.reuse_cache:
-            scores, self._cache = self._forward(ids, self._cache)
-        else:
-            scores, _ = self._forward(self._ids, None)
-        return scores
-
-    def decode_words(self, ids: list[int]) -> list[str]:
-        return decode_words(self.tokenizer, ids)
-
-    @property
-    def sequence(self) -> list[int]:
-        """The interleaved token ids so far (prompt included)."""
-        return list(self._ids)
