@@ -62,10 +62,13 @@ def cache_comparison(model: Path, sources: list[str], level: str) -> dict[str, f
             best[reuse] = min(best[reuse], seconds / len(sources) * 1e3)
             outputs[reuse] = outs
             calls[reuse] = lm.forward_calls
-    if outputs[True] != outputs[False]:
-        raise AssertionError(f"{level}: cache reuse changed the output")
+    same = sum(a == b for a, b in zip(outputs[True], outputs[False], strict=True)) / len(sources)
+    # an fp32 graph gives identical outputs (tested); int8 quantises activations per call, so a token's scale
+    # depends on what is fed with it and a rare argmax flips: report how often, and how much it matters
+    agreement = corpus_bleu(outputs[False], outputs[True])
     return {"reuse_ms_per_sentence": best[True], "recompute_ms_per_sentence": best[False],
-            "ratio": best[False] / best[True], "identical_outputs": 1.0}
+            "ratio": best[False] / best[True], "identical_outputs": same, "bleu_recompute_vs_reuse": agreement,
+            "forward_calls_per_sentence": calls[True] / len(sources)}
 
 
 def plot(rows: list[dict[str, object]], full_bleu: float, path: Path) -> None:
@@ -118,13 +121,15 @@ def main() -> None:
 
     lm = open_interleaved_lm(args.llm_model, threads=1)
     runtime = lm.runtime
-    meta = {"split": args.split, "n": len(sources), "threads": 1, "model": str(args.llm_model), "runtime": runtime,
+    shown = args.llm_model.resolve()
+    shown = shown.relative_to(Path.cwd()) if shown.is_relative_to(Path.cwd()) else shown
+    meta = {"split": args.split, "n": len(sources), "threads": 1, "model": str(shown), "runtime": runtime,
             "machine": f"{platform.machine()} {platform.processor()}".strip(), "command": command}
     result = {"meta": meta, "rows": rows, "ar_full_sentence_bleu": full_bleu, "cache": cache}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     lines = [f"# LLM policy (EAST-style) per latency level on {args.split} ({len(sources)} sentences, word by word)",
-             "", f"Command: `{command}`  ", f"Model: `{args.llm_model}` on {runtime}.  ",
+             "", f"Command: `{command}`  ", f"Model: `{shown}` on {runtime}.  ",
              f"Machine: {meta['machine']}, one thread. Latency in source words; "
              "LAAL_CA at 400 ms/word.", "", "| system | " + " | ".join(COLUMNS) + " |",
              "|---|" + "---:|" * len(COLUMNS)]
@@ -134,10 +139,14 @@ def main() -> None:
     lines += ["", f"AR model, full sentences, beam 4: **{full_bleu:.2f}** BLEU; best LLM level {best:.2f} "
               f"(gap {full_bleu - best:.2f}).", "",
               f"KV cache reused vs the interleaved sequence recomputed at every step (first {args.cache_sentences} "
-              "sentences, identical outputs checked, lowest of 2 alternating passes):", "",
-              "| level | reuse ms/sentence | recompute ms/sentence | recompute / reuse |", "|---|---:|---:|---:|"]
-    lines += [f"| {lv} | {c['reuse_ms_per_sentence']:.2f} | {c['recompute_ms_per_sentence']:.2f} | "
-              f"**{c['ratio']:.2f}×** |" for lv, c in cache.items()]
+              "sentences, same steps, lowest of 2 alternating passes). An fp32 graph gives identical outputs both ways "
+              "(tests); the int8 graph quantises activations per call, so a token's scale depends on what is fed "
+              "with it and an occasional argmax differs:", "",
+              "| level | forward calls/sentence | reuse ms/sentence | recompute ms/sentence | recompute / reuse | "
+              "identical outputs | BLEU recompute vs reuse |", "|---|---:|---:|---:|---:|---:|---:|"]
+    lines += [f"| {lv} | {c['forward_calls_per_sentence']:.1f} | {c['reuse_ms_per_sentence']:.2f} | "
+              f"{c['recompute_ms_per_sentence']:.2f} | **{c['ratio']:.2f}×** | {100 * c['identical_outputs']:.0f} % | "
+              f"{c['bleu_recompute_vs_reuse']:.1f} |" for lv, c in cache.items()]
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     plot(rows, full_bleu, args.out.with_suffix(".png"))
     print(args.out.with_suffix(".md").read_text(encoding="utf-8"))

@@ -65,7 +65,7 @@ def add_parser(sub: Any) -> None:
                                         "data (simulsub distill); the default small model or any local HF model")
     e.add_argument("--distill-file", default="work/distill/distill.jsonl", help="output of `simulsub distill`")
     e.add_argument("--work-dir", default="work/llm-en-de", help="checkpoints and logs (default work/llm-en-de)")
-    e.add_argument("--epochs", type=int, default=4, help="epochs to train in total (default 4)")
+    e.add_argument("--epochs", type=int, default=6, help="epochs to train in total (default 6)")
     e.add_argument("--init-from", default="work/marian-en-de", metavar="DIR",
                    help="AR work directory that initialises the default model (default work/marian-en-de)")
     e.add_argument("--base", metavar="DIR", default="",

@@ -31,13 +31,13 @@ def add_family(fam: Any) -> None:
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     p.add_argument("--vocab-size", type=int, default=1000, help="SentencePiece pieces (default 1000)")
     p.add_argument("--max-frames", type=int, default=1500, help="LFR frames (60 ms) per batch (default 1500)")
-    p.add_argument("--lr", type=float, default=1e-3, help="peak learning rate (default 1e-3)")
+    p.add_argument("--lr", type=float, default=2e-3, help="peak learning rate (default 2e-3)")
     p.add_argument("--warmup-steps", type=int, default=1000,
                    help="linear warm-up steps, then 1/sqrt decay (default 1000)")
     p.add_argument("--ctc-weight", type=float, default=0.3, help="CTC auxiliary loss weight, 0 = off (default 0.3)")
-    p.add_argument("--ctc-warmup-steps", type=int, default=1500,
-                   help="encoder warm-up: the first N steps optimise CTC + CIF quantity loss only, without the "
-                        "decoder (default 1500)")
+    p.add_argument("--ctc-warmup-steps", type=int, default=4000,
+                   help="encoder warm-up: the first N steps optimise CTC only (the CIF predictor learns to count "
+                        "on a stopped-gradient encoder), without the decoder (default 4000)")
     p.add_argument("--chunk-train-prob", type=float, default=0.25,
                    help="share of batches trained with a streaming chunk attention mask (default 0.25)")
     p.add_argument("--festival-share", type=float, default=0.15, help="share of festival voices (default 0.15)")

@@ -27,12 +27,11 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.llm.onnx_runtime import GRAPH_INFO, ONNX_FP32, ONNX_INT8, cache_shape
+
 logger = logging.getLogger(__name__)
 
 OPSET = 17
-ONNX_FP32 = "model.onnx"
-ONNX_INT8 = "model_quant.onnx"
-GRAPH_INFO = "onnx_lm.json"
 COPIED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
                 "generation_config.json", "training.json", "README.md")
 
@@ -92,12 +91,6 @@ class MarianCachedStep(nn.Module):
             x = layer.final_layer_norm(x + layer.fc2(torch.relu(layer.fc1(x))))
             present.append(torch.stack([k, v]))
         return self.lm_head(x[-1]), torch.stack(present)
-
-
-def cache_shape(config: dict[str, Any], length: int) -> tuple[int, int, int, int, int]:
-    """``[L, 2, H, length, D]`` for a model's ``config.json``."""
-    heads = int(config["decoder_attention_heads"])
-    return (int(config["decoder_layers"]), 2, heads, length, int(config["d_model"]) // heads)
 
 
 def _hf_logits(model: Any, ids: list[int]) -> np.ndarray:

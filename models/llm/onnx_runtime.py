@@ -16,11 +16,20 @@ from typing import Any
 
 import numpy as np
 
-from models.llm.onnx_export import GRAPH_INFO, ONNX_FP32, ONNX_INT8, cache_shape
 from models.llm.sequence import InterleavedSequence
 from models.llm.tokens import TokenizerError, control_ids
 
 logger = logging.getLogger(__name__)
+
+ONNX_FP32 = "model.onnx"
+ONNX_INT8 = "model_quant.onnx"
+GRAPH_INFO = "onnx_lm.json"  # what the export checked (written by models.llm.onnx_export)
+
+
+def cache_shape(config: dict[str, Any], length: int) -> tuple[int, int, int, int, int]:
+    """``[L, 2, H, length, D]`` (layers, keys/values, heads, tokens, head size) for a model's ``config.json``."""
+    heads = int(config["decoder_attention_heads"])
+    return (int(config["decoder_layers"]), 2, heads, length, int(config["d_model"]) // heads)
 
 
 class OnnxLmDirError(ValueError):

@@ -52,7 +52,7 @@ class LlmTrainOptions:
     data_dir: Path = field(default_factory=multi30k_dir)
     init_from: str = "work/marian-en-de"  # AR work directory for the default model
     base: str = ""  # a Hugging Face causal-LM directory to fine-tune instead of the default model
-    epochs: int = 4
+    epochs: int = 6
     max_tokens: int = 6000
     lr: float = 5e-4
     warmup_steps: int = 400

@@ -53,7 +53,7 @@ class ParaformerTrainOptions:
     val_limit: int = 300
     epochs: int = 8
     max_frames: int = 1500  # small batches: many more updates per CPU-hour, which is what CTC needs early
-    lr: float = 1e-3
+    lr: float = 2e-3
     warmup_steps: int = 1000
     vocab_size: int = 1000
     d_model: int = 192
@@ -67,9 +67,9 @@ class ParaformerTrainOptions:
     spec_augment: bool = True
     threads: int = 2
     bf16: bool = True  # bfloat16 autocast where the CPU has native bf16 (avx512_bf16 / AMX); fp32 elsewhere
-    # encoder warm-up: the first N steps optimise CTC + quantity loss only, without running the decoder
-    # (the encoder learns acoustics before the CIF/decoder terms join in)
-    ctc_warmup_steps: int = 1500
+    # encoder warm-up: the first N steps optimise CTC only, without running the decoder (a third of a joint
+    # step's compute); the CIF predictor learns to count on a stopped-gradient encoder meanwhile
+    ctc_warmup_steps: int = 4000
     jobs: int = 2
     seed: int = 1
     save_every_min: float = 10.0

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -52,3 +55,41 @@ def test_bundled_waitk_model_writes_monotonically() -> None:
             prev = out.tokens
         hyps.append(policy.finish().text)
     assert corpus_bleu(hyps, ref) > 25.0
+
+
+def test_bundled_llm_runs_without_torch_and_waits_longer_at_higher_latency() -> None:
+    from app.profiles import DEFAULT_LLM_MODEL
+    from models.llm.loader import open_interleaved_lm
+    from models.llm.onnx_runtime import OnnxInterleavedLM
+    from streaming.policies.llm import LlmPolicy
+
+    if not DEFAULT_LLM_MODEL.is_dir():
+        pytest.skip("the LLM default is not bundled in this checkout")
+    assert (DEFAULT_LLM_MODEL / "README.md").is_file() and not list(DEFAULT_LLM_MODEL.glob("*.safetensors"))
+    lm = open_interleaved_lm(DEFAULT_LLM_MODEL)
+    assert isinstance(lm, OnnxInterleavedLM)
+    src, ref = multi30k_lines("val.en", 40), multi30k_lines("val.de", 40)
+    first_write: dict[str, float] = {}
+    for level in ("low", "high"):
+        policy = LlmPolicy(lm.fork(), level)
+        hyps, waits = [], []
+        for s in src:
+            policy.reset()
+            words = tuple(s.split())
+            wrote_at = None
+            st = None
+            for i in range(1, len(words) + 1):
+                st = policy.update(SourceState(words[:i], float(i), finished=i == len(words)))
+                if wrote_at is None and st.tokens:
+                    wrote_at = i
+            assert st is not None and st.final
+            hyps.append(" ".join(st.tokens))
+            waits.append(float(wrote_at or len(words)))
+        assert corpus_bleu(hyps, ref) > (18.0 if level == "low" else 25.0)
+        first_write[level] = sum(waits) / len(waits)
+    assert first_write["high"] > first_write["low"] + 1.0  # the latency prompt is obeyed
+    code = ("import sys\nfrom app.policies import PolicyConfig, build_policy\nfrom streaming.types import SourceState\n"
+            "p = build_policy(PolicyConfig(name='llm', latency='low'))\n"
+            "st = p.update(SourceState(('A', 'dog', 'runs', '.'), 4.0, finished=True))\n"
+            "assert st.tokens and 'torch' not in sys.modules and 'transformers' not in sys.modules, sys.modules.keys()")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
