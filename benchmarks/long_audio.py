@@ -108,8 +108,9 @@ def main() -> None:
           f"| highest after that | {result['rss_max_after_5_min_mb']:.0f} |",
           f"| at the end | {result['rss_end_mb']:.0f} |",
           f"| growth from minute 5 to the end | {growth:+.1f} |", "",
-          "The captions themselves are kept (a caption is never dropped): that is the only state that grows "
-          "with the recording, a few hundred bytes per sentence."]
+          "Finished captions are kept for the run's scores and subtitles (a caption is never dropped, its "
+          "revision history is reduced to an erased-word count): that is the state meant to grow with the "
+          f"recording, here {max(0.0, growth) * 1e6 / max(1, finals):.0f} bytes of growth per final caption."]
     args.out.with_suffix(".md").write_text("\n".join(md) + "\n", encoding="utf-8")
     import matplotlib
 

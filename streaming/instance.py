@@ -2,13 +2,14 @@
 
 One record per instance (sentence or segment) with the fields of SimulEval's ``instances.log``:
 ``index, prediction, delays, elapsed, prediction_length, reference, source_length`` (plus, here,
-``revisions``: every displayed output, for Normalized Erasure, and ``compute_ms``).
+``revisions``: every displayed output, for Normalized Erasure — or only ``erased``, its erased-word count, for
+records compacted by a long stream — and ``compute_ms``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streaming.caption import CaptionState, common_prefix_len
@@ -31,6 +32,7 @@ class InstanceRecord:
     elapsed: list[float] | None = None
     reference: str | None = None
     revisions: list[str] | None = None
+    erased: int | None = None  # words erased on screen, kept instead of ``revisions`` by :meth:`compact`
     compute_ms: float | None = None
     updates: int | None = None
     source: str | None = None
@@ -45,7 +47,9 @@ class InstanceRecord:
         return None if self.reference is None else len(self.reference.split())
 
     def erased_words(self) -> int:
-        """Words erased between successive displayed revisions (0 without a revision history)."""
+        """Words erased between successive displayed revisions (``erased`` once compacted; 0 without either)."""
+        if self.revisions is None and self.erased is not None:
+            return self.erased
         erased, prev = 0, list[str]()
         for text in self.revisions or []:
             cur = text.split()
@@ -65,13 +69,25 @@ class InstanceRecord:
             revisions=[r.text for r in caption.revisions], compute_ms=compute_ms, updates=updates, source=source,
         )
 
+    def compact(self) -> InstanceRecord:
+        """The same record with the revision history replaced by its erased-word count: what a long stream keeps
+        per finished segment (the history is what grows with every partial; NE needs only the count)."""
+        if self.revisions is None:
+            return self
+        return replace(self, revisions=None, erased=self.erased_words())
+
+    @property
+    def has_erasure(self) -> bool:
+        """Whether Normalized Erasure can be computed (a revision history or its count)."""
+        return self.revisions is not None or self.erased is not None
+
     def to_json(self) -> dict[str, Any]:
         d: dict[str, Any] = {
             "index": self.index, "prediction": self.prediction, "delays": self.delays,
             "elapsed": self.elapsed, "prediction_length": self.prediction_length,
             "reference": self.reference, "source_length": self.source_length,
         }
-        for key in ("source", "revisions", "compute_ms", "updates"):
+        for key in ("source", "revisions", "erased", "compute_ms", "updates"):
             value = getattr(self, key)
             if value is not None:
                 d[key] = value
@@ -104,13 +120,16 @@ class InstanceRecord:
         revisions = obj.get("revisions")
         if revisions is not None and not (isinstance(revisions, list) and all(isinstance(r, str) for r in revisions)):
             raise LogFormatError("'revisions' must be a list of strings")
+        erased = obj.get("erased")
+        if erased is not None and (not isinstance(erased, int) or isinstance(erased, bool) or erased < 0):
+            raise LogFormatError("'erased' must be a non-negative integer")
         index = obj.get("index", default_index)
         known = {"index", "prediction", "delays", "elapsed", "prediction_length", "reference", "source_length",
-                 "revisions", "compute_ms", "updates", "source"}
+                 "revisions", "erased", "compute_ms", "updates", "source"}
         return cls(
             index=int(index), prediction=pred, delays=[float(x) for x in delays], source_length=float(src_len),
             elapsed=None if elapsed is None else [float(x) for x in elapsed], reference=ref, revisions=revisions,
-            compute_ms=obj.get("compute_ms"), updates=obj.get("updates"), source=obj.get("source"),
+            erased=erased, compute_ms=obj.get("compute_ms"), updates=obj.get("updates"), source=obj.get("source"),
             extra={k: v for k, v in obj.items() if k not in known},
         )
 
@@ -121,7 +140,8 @@ def _numbers(x: object) -> bool:
 
 def score_instances(records: Sequence[InstanceRecord]) -> dict[str, float]:
     """Corpus scores: AL/LAAL/DAL/AP, their _CA variants when every record has ``elapsed``, BLEU/chrF when
-    every record has a reference, NE when revisions are logged, and compute per sentence/update when known."""
+    every record has a reference, NE when revisions (or their erased-word counts) are logged, and compute per
+    sentence/update when known."""
     out: dict[str, float] = {"n": float(len(records))}
     lat = [LatencyInput(r.delays, r.source_length, r.reference_length, r.elapsed) for r in records]
     out.update(corpus_latency(lat))
@@ -132,7 +152,7 @@ def score_instances(records: Sequence[InstanceRecord]) -> dict[str, float]:
         refs = [r.reference or "" for r in records]
         out["BLEU"] = corpus_bleu(hyps, refs)
         out["chrF"] = corpus_chrf(hyps, refs)
-    if records and all(r.revisions is not None for r in records):
+    if records and all(r.has_erasure for r in records):
         out["NE"] = normalized_erasure([r.erased_words() for r in records], [r.prediction_length for r in records])
     if records and all(r.compute_ms is not None for r in records):
         total = sum(r.compute_ms or 0.0 for r in records)

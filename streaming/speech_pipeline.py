@@ -202,8 +202,10 @@ class SpeechPipeline:
         events = [self._event("final", final.audio_ms)]
         source = " ".join(final.words)
         if record.prediction or source:
+            # compacted: a finished segment keeps its erased-word count, not every partial it showed, so a
+            # stream of hours keeps a few hundred bytes per segment
             self.segments.append(SegmentResult(len(self.segments), self._active_start,
-                                               self._active_start + final.audio_ms, record, source))
+                                               self._active_start + final.audio_ms, record.compact(), source))
         else:  # the ASR heard no words: nothing was shown, nothing to keep
             events = []
         self.translator.reset()

@@ -3,7 +3,7 @@
 import pytest
 
 from streaming.caption import CaptionState
-from streaming.instance import InstanceRecord, score_instances
+from streaming.instance import InstanceRecord, LogFormatError, score_instances
 from streaming.metrics.quality import normalized_erasure
 from streaming.types import TargetState
 
@@ -80,3 +80,19 @@ def test_record_from_caption_round_trips_and_scores():
     assert scores["compute_ms_per_sentence"] == pytest.approx(10.0)
     assert scores["compute_ms_per_update"] == pytest.approx(2.5)
     assert "AL_CA" in scores
+
+
+def test_compacted_record_keeps_its_erasure_and_scores_the_same():
+    cap = CaptionState()
+    for text, amount in (("a b", 1), ("a c d", 2), ("x", 3)):
+        cap.show(t(text), amount=amount, elapsed=amount + 0.25)
+    cap.show(t("x y", final=True), amount=4, elapsed=4.25)
+    rec = InstanceRecord.from_caption(0, cap, source_length=4, reference="x y")
+    small = rec.compact()
+    assert small.revisions is None and small.erased == rec.erased_words() == 4  # "b" once, then "a c d"
+    assert score_instances([small]) == score_instances([rec])
+    obj = small.to_json()
+    assert "revisions" not in obj and obj["erased"] == 4
+    assert InstanceRecord.from_json(obj).erased_words() == 4
+    with pytest.raises(LogFormatError, match="erased"):
+        InstanceRecord.from_json({**obj, "erased": -1})

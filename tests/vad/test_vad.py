@@ -57,3 +57,11 @@ def test_silero_finds_speech_in_a_real_clip_and_none_in_silence():
     seg2 = VadSegmenter(vad.prob, vad.frame_samples)
     assert seg2.feed(quiet) + seg2.finish() == []
     assert max(seg2.probabilities) < 0.5
+
+
+def test_probability_history_is_bounded():
+    from streaming.vad import PROBABILITY_HISTORY
+
+    seg = VadSegmenter(scripted([0.1] * (PROBABILITY_HISTORY + 50)), 160)
+    seg.feed(np.zeros(160 * (PROBABILITY_HISTORY + 50), dtype=np.float32))
+    assert len(seg.probabilities) == PROBABILITY_HISTORY  # hours of audio keep the same few KB
