@@ -117,7 +117,7 @@ class _Loaded:
         self.prompt_cache: dict[str, tuple[list[int], np.ndarray, np.ndarray]] = {}
         info = model_dir / GRAPH_INFO
         if info.is_file():
-            logger.info("LLM graph %s: %s", graph.name, info.read_text(encoding="utf-8").strip())
+            logger.info("LLM graph %s, export check %s", graph.name, json.dumps(json.loads(info.read_text("utf-8"))))
 
 
 class OnnxInterleavedLM(InterleavedSequence):
