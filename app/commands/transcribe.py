@@ -38,7 +38,7 @@ def add_parser(sub: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from models.asr.audio import AudioError, load_audio
-    from models.asr.runtime import ModelDirError, ParaformerOnnx
+    from models.asr.runtime import AsrRunError, ModelDirError, ParaformerOnnx
     from models.asr.streaming import StreamingOptions, StreamingRecognizer, stream_audio
 
     for a in args.audio:
@@ -71,11 +71,14 @@ def run(args: argparse.Namespace) -> int:
         except AudioError as e:
             raise UserError(str(e)) from None
         t0 = time.perf_counter()
-        if recognizer is not None:
-            _, final = stream_audio(recognizer, audio)
-            text = final.text
-        else:
-            text = model.transcribe(audio)
+        try:
+            if recognizer is not None:
+                _, final = stream_audio(recognizer, audio)
+                text = final.text
+            else:
+                text = model.transcribe(audio)
+        except AsrRunError as e:
+            raise UserError(f"{a}: {e}") from None
         compute_s += time.perf_counter() - t0
         audio_s += audio.size / model.sample_rate
         texts.append(text)

@@ -33,6 +33,10 @@ class ModelDirError(ValueError):
     """A model directory is missing a file or has one in a format the runtime cannot read."""
 
 
+class AsrRunError(RuntimeError):
+    """onnxruntime refused an input of a loaded ASR graph (the message names the graph and the input size)."""
+
+
 @dataclass(frozen=True)
 class StreamingParts:
     """File names of the streaming encoder and decoder graphs inside a model directory."""
@@ -194,7 +198,11 @@ class ParaformerOnnx:
             inputs[0].name: feats[None].astype(np.float32),
             inputs[1].name: np.array([feats.shape[0]], dtype=np.int32),
         }
-        logits, token_num = self.session.run(None, feed)[:2]
+        try:
+            logits, token_num = self.session.run(None, feed)[:2]
+        except Exception as e:  # onnxruntime's own exception types (InvalidArgument, Fail, …)
+            raise AsrRunError(f"{self.model_dir}: the offline graph failed on {feats.shape[0]} feature frames "
+                              f"({str(e).splitlines()[0][:300]})") from None
         n = int(np.asarray(token_num).reshape(-1)[0])
         return self.decode_logits(np.asarray(logits)[0, :n], drop_end_slot=True)
 

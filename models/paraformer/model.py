@@ -275,7 +275,10 @@ class Paraformer(nn.Module):
         enc, mask, alphas = self.encode(speech, lengths)
         a, h = add_tail(alphas, enc, lengths, self.config.tail_threshold)
         token_num = torch.floor(a.sum(dim=1) / self.config.threshold + 1e-4)
-        embeds = cif_dense(a / self.config.threshold, h, token_num, token_num.max())
+        # at least one (masked) slot: with no token fired (silence, a very short clip) the decoder still gets a
+        # well-formed input, and token_num = 0 tells the runtime there is nothing to read
+        slots = torch.clamp(token_num.max(), min=1.0)
+        embeds = cif_dense(a / self.config.threshold, h, token_num, slots)
         tok_mask = lengths_to_mask(token_num.to(torch.int64), embeds.shape[1])
         logits = self.decoder(embeds, tok_mask, enc, mask)
         return torch.log_softmax(logits, dim=-1), token_num.to(torch.int32)

@@ -117,3 +117,21 @@ def test_streaming_chunks_give_partials_then_a_final(tiny_export: tuple[Path, An
     assert rec.feed(np.zeros(0, np.float32)) == []
     empty = rec.finish()
     assert empty.final and empty.text == "" and empty.audio_ms == 0.0
+
+
+def test_no_fired_token_gives_an_empty_transcript(tmp_path: Path) -> None:
+    from models.asr.frontend import Cmvn, FrontendOptions
+    from models.asr.tokens import TokenList
+    from models.paraformer.export import export_directory
+    from tests.asr.conftest import TINY_TOKENS, tiny_model
+
+    model = tiny_model()
+    with torch.no_grad():
+        model.predictor.out.bias.fill_(-30.0)  # the predictor never fires: only the 0.45 tail is integrated
+    export_directory(model, tmp_path, frontend=FrontendOptions(), cmvn=Cmvn.from_stats(np.zeros(560, np.float32),
+                     np.ones(560, np.float32)), tokens=TokenList(list(TINY_TOKENS)))
+    rt = ParaformerOnnx(tmp_path)
+    x = np.random.default_rng(0).standard_normal((1, 30, 560)).astype(np.float32)
+    logits, token_num = rt.session.run(None, {"speech": x, "speech_lengths": np.array([30], np.int32)})
+    assert int(token_num[0]) == 0 and logits.shape[1] == 1  # one masked slot, nothing to read
+    assert rt.recognize_features(x[0]).text == ""
