@@ -142,8 +142,10 @@ def batch_indices(examples: Sequence[Example], *, max_frames: int, seed: int, ep
 
 
 def iterate_batches(examples: Sequence[Example], batches: list[list[int]], opts: FrontendOptions, cmvn: Cmvn,
-                    *, augment: SpecAugment | None, seed: int, epoch: int, start: int = 0) -> Iterator[Batch]:
-    """Batches from ``start`` on (resuming mid-epoch skips the finished ones)."""
+                    *, augment: SpecAugment | None, seed: int, epoch: int, start: int = 0,
+                    stream: int = 0) -> Iterator[Batch]:
+    """Batches from ``start`` on (resuming mid-epoch skips the finished ones); ``stream`` (a data-parallel
+    worker's rank) gives each worker its own augmentation draws."""
     for k in range(start, len(batches)):
-        rng = np.random.default_rng([seed, epoch, k])
+        rng = np.random.default_rng([seed, epoch, k] if stream == 0 else [seed, epoch, k, stream])
         yield collate([examples[i] for i in batches[k]], opts, cmvn, augment, rng)

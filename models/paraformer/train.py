@@ -65,7 +65,8 @@ class ParaformerTrainOptions:
     chunk_train_prob: float = 0.25
     festival_share: float = 0.15
     spec_augment: bool = True
-    threads: int = 2
+    threads: int = 2  # torch threads per worker process
+    processes: int = 1  # data-parallel worker processes (models.paraformer.parallel); batches are shared out
     bf16: bool = True  # bfloat16 autocast where the CPU has native bf16 (avx512_bf16 / AMX); fp32 elsewhere
     # encoder warm-up: the first N steps optimise CTC only, without running the decoder (a third of a joint
     # step's compute); the CIF predictor learns to count on a stopped-gradient encoder meanwhile
@@ -171,13 +172,28 @@ def _save(path: Path, model: Paraformer, optim: torch.optim.Optimizer, state: Tr
 
 
 def train(opts: ParaformerTrainOptions) -> Path:
-    """Train (or resume) until ``opts.epochs`` epochs are done; returns ``work_dir``."""
+    """Train (or resume) until ``opts.epochs`` epochs are done; returns ``work_dir``. With ``processes`` > 1 the
+    corpora are prepared here, then that many workers train data-parallel (rank 0 validates, saves and logs)."""
+    if opts.processes < 1:
+        raise ValueError("processes must be ≥ 1")
+    if opts.processes == 1:
+        return _train(opts, 0, 1)
+    from models.paraformer.parallel import spawn_workers
+
+    prepare(opts)
+    spawn_workers(_train, opts, opts.processes)
+    return opts.work_dir
+
+
+def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
+    """One worker: the whole run when ``world`` is 1, else its share of every epoch's batches."""
     from tqdm import tqdm
 
     torch.set_num_threads(opts.threads)
     tok, cmvn, train_ex, val_ex = prepare(opts)
     if not train_ex:
         raise ValueError("no usable training utterances")
+    lead = rank == 0
     torch.manual_seed(opts.seed)
     model = Paraformer(opts.model_config(len(tok)))
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), weight_decay=0.01)
@@ -193,9 +209,13 @@ def train(opts: ParaformerTrainOptions) -> Path:
         optim.load_state_dict(ck["optim"])
         state = TrainState(**ck["state"])
         torch.set_rng_state(ck["torch_rng"])
+        if rank:  # other dropout masks and chunk geometries than the lead worker's
+            torch.manual_seed(opts.seed * 1009 + rank * 7919 + state.step)
         logger.info("resumed from %s: epoch %d batch %d step %d", last, state.epoch, state.batch, state.step)
-    logger.info("Paraformer %.2f M parameters, %d training / %d validation utterances",
-                model.num_parameters() / 1e6, len(train_ex), len(val_ex))
+    elif rank:
+        torch.manual_seed(opts.seed * 1009 + rank * 7919)
+    logger.info("Paraformer %.2f M parameters, %d training / %d validation utterances, worker %d of %d",
+                model.num_parameters() / 1e6, len(train_ex), len(val_ex), rank + 1, world)
     fopts = FrontendOptions()
     augment = SpecAugment() if opts.spec_augment else None
     bf16 = opts.bf16 and cpu_has_bf16()
@@ -207,13 +227,15 @@ def train(opts: ParaformerTrainOptions) -> Path:
         epoch = state.epoch + 1
         epoch_started = time.monotonic()
         batches = batch_indices(train_ex, max_frames=opts.max_frames, seed=opts.seed, epoch=epoch)
+        if world > 1:  # worker r takes batches r, r + world, …; every worker does the same number of steps
+            batches = batches[rank::world][: len(batches) // world]
         model.train()
         sums = {"loss": 0.0, "att": 0.0, "quantity": 0.0, "ctc": 0.0, "acc": 0.0, "n": 0}
         bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {epoch}/{opts.epochs}", unit="batch",
-                   disable=not opts.progress)
+                   disable=not (opts.progress and lead))
         stopped = False
         for batch in iterate_batches(train_ex, batches, fopts, cmvn, augment=augment, seed=opts.seed, epoch=epoch,
-                                     start=state.batch):
+                                     start=state.batch, stream=rank):
             state.step += 1
             for g in optim.param_groups:
                 g["lr"] = _lr(state.step, opts)
@@ -222,6 +244,12 @@ def train(opts: ParaformerTrainOptions) -> Path:
                 out = model(batch.speech, batch.lengths, batch.targets, batch.target_lengths, encoder_only=warm)
             optim.zero_grad(set_to_none=True)
             out.loss.backward()
+            now = time.monotonic()
+            stop_here = bool(opts.max_minutes) and now - started > 60 * opts.max_minutes
+            if world > 1:
+                from models.paraformer.parallel import average_gradients
+
+                stop_here = average_gradients(model, world, float(stop_here and lead)) > 0
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
             state.batch += 1
@@ -231,18 +259,21 @@ def train(opts: ParaformerTrainOptions) -> Path:
             sums["n"] += 1
             bar.update(1)
             bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['acc'] / sums['n']:.3f}")
-            now = time.monotonic()
-            if now - last_save > 60 * opts.save_every_min:
+            if lead and now - last_save > 60 * opts.save_every_min:
                 _save(last, model, optim, state, opts)
                 last_save = now
-            if opts.max_minutes and now - started > 60 * opts.max_minutes:
+            if stop_here:
                 stopped = True
                 break
         bar.close()
         if stopped:
-            _save(last, model, optim, state, opts)
+            if lead:
+                _save(last, model, optim, state, opts)
             logger.info("stopped after %.1f min (max_minutes); run again to resume", (time.monotonic() - started) / 60)
             return opts.work_dir
+        state.epoch, state.batch = epoch, 0
+        if not lead:
+            continue
         wer = validate(model, val_ex, tok, cmvn)
         n = max(1, int(sums["n"]))
         record = {"epoch": epoch, "step": state.step, "val_wer": round(wer, 2), "lr": _lr(state.step, opts),
@@ -251,7 +282,6 @@ def train(opts: ParaformerTrainOptions) -> Path:
         logger.info("epoch %d: %s", epoch, record)
         state.history.append(record)
         state.best_wer = min(state.best_wer, wer)
-        state.epoch, state.batch = epoch, 0
         torch.save({"model": model.state_dict(), "config": model.config.to_dict()},
                    opts.work_dir / f"epoch{epoch:02d}.pt")
         _save(last, model, optim, state, opts)

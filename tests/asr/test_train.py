@@ -89,3 +89,31 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     opts.epochs, opts.d_model = 3, 16
     with pytest.raises(ValueError, match="d_model"):
         train(opts)  # resuming with another architecture fails with a clear message
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+def test_data_parallel_workers_share_the_batches_and_resume_alone(tmp_path: Path) -> None:
+    from models.paraformer.data import batch_indices
+    from models.paraformer.train import ParaformerTrainOptions, prepare, train
+
+    data = tmp_path / "data"
+    data.mkdir()
+    lines = ["a dog runs in the park", "two men play soccer", "a woman sings a song", "the boy eats an apple",
+             "a cat sleeps on a red sofa", "people walk down the street", "a girl rides a bike", "birds fly"]
+    (data / "train.en").write_text("\n".join(lines) + "\n")
+    (data / "val.en").write_text("\n".join(lines[:2]) + "\n")
+    opts = ParaformerTrainOptions(work_dir=tmp_path / "work", data_dir=data, epochs=1, val_limit=2, vocab_size=40,
+                                  d_model=32, heads=2, ffn_dim=64, encoder_layers=1, decoder_layers=1, threads=1,
+                                  processes=2, festival_share=0.0, progress=False, max_frames=120, warmup_steps=5,
+                                  ctc_warmup_steps=2)
+    work = train(opts)
+    log = [json.loads(x) for x in (work / "log.jsonl").read_text().splitlines()]
+    train_ex = prepare(opts)[2]
+    n_batches = len(batch_indices(train_ex, max_frames=120, seed=opts.seed, epoch=1))
+    assert n_batches >= 4 and log[0]["step"] == n_batches // 2  # two workers: half the steps, same data
+    opts.epochs, opts.processes = 2, 1
+    train(opts)  # the data-parallel checkpoint resumes in one process
+    assert [json.loads(x)["epoch"] for x in (work / "log.jsonl").read_text().splitlines()] == [1, 2]
+    opts.processes = 0
+    with pytest.raises(ValueError, match="processes"):
+        train(opts)

@@ -1,0 +1,67 @@
+"""Data-parallel CPU training: N worker processes (torch ``gloo``), each with its own threads and its own share of
+the batches, gradients averaged after every backward pass.
+
+Why: on a CPU one process with two threads trains barely faster than with one (the ops are small; measured 2.08 vs
+1.94 batches/s for the default Paraformer on 2 cores), while two one-thread processes run side by side at almost
+full speed each. Every worker starts from the same weights and applies the same averaged gradient, so the weights
+stay identical without broadcasting them.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+
+def free_port() -> int:
+    """A TCP port free on the loopback interface right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _entry(rank: int, fn: Callable[[Any, int, int], object], opts: Any, world: int, port: int) -> None:
+    import torch.distributed as dist
+
+    os.environ["MASTER_ADDR"] = "127.0.0.1"
+    os.environ["MASTER_PORT"] = str(port)
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        fn(opts, rank, world)
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_workers(fn: Callable[[Any, int, int], object], opts: Any, world: int) -> None:
+    """Run ``fn(opts, rank, world)`` in ``world`` processes joined in one ``gloo`` group; returns when all end
+    (an exception in any worker is raised here)."""
+    import torch.multiprocessing as mp
+
+    mp.spawn(_entry, args=(fn, opts, world, free_port()), nprocs=world, join=True)
+
+
+def average_gradients(model: torch.nn.Module, world: int, flag: float = 0.0) -> float:
+    """Average the gradients of ``model`` over the group (one all-reduce of a flat buffer) and return the sum of
+    every worker's ``flag`` (how a decision such as "stop now" reaches all workers in the same step).
+
+    Only parameters with a gradient take part; which ones have one (e.g. no decoder gradients during the encoder
+    warm-up) depends on the step alone, so it is the same in every worker."""
+    import torch.distributed as dist
+
+    params = [p for p in model.parameters() if p.grad is not None]
+    flat = torch.cat([*(p.grad.reshape(-1).float() for p in params if p.grad is not None),
+                      torch.tensor([flag], dtype=torch.float32)])
+    dist.all_reduce(flat)
+    total_flag = float(flat[-1])
+    flat = flat[:-1] / world
+    offset = 0
+    for p in params:
+        assert p.grad is not None
+        n = p.grad.numel()
+        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+        offset += n
+    return total_flag
