@@ -88,10 +88,11 @@ class TrainState:
     """What ``last.pt`` records besides the tensors."""
 
     epoch: int = 0  # epochs fully done
-    batch: int = 0  # batches done in the current epoch
+    batch: int = 0  # batches done in the current epoch (per worker)
     step: int = 0
     best_wer: float = math.inf
     history: list[dict[str, Any]] = field(default_factory=list)
+    workers: int = 1  # data-parallel workers that wrote this state
 
 
 def _corpora(opts: ParaformerTrainOptions) -> tuple[Path, Path]:
@@ -209,6 +210,9 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
         optim.load_state_dict(ck["optim"])
         state = TrainState(**ck["state"])
         torch.set_rng_state(ck["torch_rng"])
+        if state.batch and state.workers != world:  # resumed mid-epoch with another worker count: same data done
+            state.batch = state.batch * state.workers // world
+        state.workers = world
         if rank:  # other dropout masks and chunk geometries than the lead worker's
             torch.manual_seed(opts.seed * 1009 + rank * 7919 + state.step)
         logger.info("resumed from %s: epoch %d batch %d step %d", last, state.epoch, state.batch, state.step)
