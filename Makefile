@@ -45,7 +45,7 @@ train-marian: setup
 	$(VENV)/bin/simulsub train marian --export
 
 train-paraformer: setup
-	$(VENV)/bin/simulsub train paraformer --export
+	$(VENV)/bin/simulsub train paraformer --processes 2 --threads 1 --export
 
 # the NAT and wait-k models start from the AR model's checkpoints (work/marian-en-de) and its distilled data
 work/distill/distill.jsonl:
