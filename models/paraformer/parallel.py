@@ -3,8 +3,9 @@ the batches, gradients averaged after every backward pass.
 
 Why: on a CPU one process with two threads trains barely faster than with one (the ops are small; measured 2.08 vs
 1.94 batches/s for the default Paraformer on 2 cores), while two one-thread processes run side by side at almost
-full speed each: 2 workers × 1 thread did 1.78 steps/s of 2 batches, 3.56 batches/s (1.8× one process). Every worker starts from the same weights and applies the same averaged gradient, so the weights
-stay identical without broadcasting them.
+full speed each: 2 workers × 1 thread did 1.78 steps/s of 2 batches, 3.56 batches/s (1.8× one process). Every
+worker starts from the same weights and applies the same averaged gradient, so the weights stay identical without
+broadcasting them.
 """
 
 from __future__ import annotations
