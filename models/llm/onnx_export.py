@@ -40,17 +40,25 @@ class ExportError(ValueError):
     """The model cannot be exported to the cached-step ONNX graph."""
 
 
+def unsupported_reason(config: Any) -> str | None:
+    """Why a causal-LM config cannot be exported to the cached-step graph, or None when it can."""
+    if getattr(config, "model_type", "") != "marian" or getattr(config, "is_encoder_decoder", True):
+        return ("the ONNX export covers decoder-only Marian models (our default LLM); run other causal LMs "
+                "through transformers")
+    if config.activation_function != "relu":
+        return f"activation {config.activation_function!r} is not supported by the export (relu only)"
+    return None
+
+
 class MarianCachedStep(nn.Module):
     """One cached step of a ``MarianForCausalLM`` (post-norm layers, sinusoidal positions, tied output layer)."""
 
     def __init__(self, model: Any) -> None:
         super().__init__()
         cfg = model.config
-        if getattr(cfg, "model_type", "") != "marian" or getattr(cfg, "is_encoder_decoder", True):
-            raise ExportError("the ONNX export covers decoder-only Marian models (our default LLM); run other "
-                              "causal LMs through transformers")
-        if cfg.activation_function != "relu":
-            raise ExportError(f"activation {cfg.activation_function!r} is not supported by the export (relu only)")
+        reason = unsupported_reason(cfg)
+        if reason:
+            raise ExportError(reason)
         dec = model.model.decoder
         self.embed: nn.Module = dec.embed_tokens
         self.embed_scale = float(dec.embed_scale)

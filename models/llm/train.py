@@ -235,7 +235,7 @@ def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 2) -> Path:
     ``out_dir``: ONNX int8 for a Marian model (the default), bfloat16 safetensors otherwise; card included."""
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    from models.llm.onnx_export import ExportError, MarianCachedStep, export_dir
+    from models.llm.onnx_export import export_dir, unsupported_reason
 
     ckpts = sorted(work_dir.glob("epoch*.pt"))[-average_last:]
     if not ckpts:
@@ -250,12 +250,7 @@ def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 2) -> Path:
     history = [json.loads(x) for x in (work_dir / "log.jsonl").read_text(encoding="utf-8").splitlines() if x]
     training = json.dumps({"epochs": history, "averaged": [c.name for c in ckpts]}, indent=2) + "\n"
     (hf_dir / "training.json").write_text(training, encoding="utf-8")
-    try:
-        MarianCachedStep(model)
-        onnx = True
-    except ExportError:
-        onnx = False
-    if onnx:
+    if unsupported_reason(model.config) is None:
         for stale in out_dir.glob("*.safetensors"):
             stale.unlink()
         export_dir(hf_dir, out_dir, check_ids=_check_ids(tok))

@@ -31,6 +31,7 @@ from models.paraformer.data import (
     make_examples,
 )
 from models.paraformer.model import Paraformer, ParaformerConfig
+from models.paraformer.parallel import average_gradients, spawn_workers
 from models.paraformer.tokenizer import AsrTokenizer, normalize_transcript, train_asr_spm
 from models.speech_corpus.corpus import CorpusOptions, build_corpus, load_corpus, read_lines
 from models.speech_corpus.voices import VoicePlan
@@ -179,8 +180,6 @@ def train(opts: ParaformerTrainOptions) -> Path:
         raise ValueError("processes must be ≥ 1")
     if opts.processes == 1:
         return _train(opts, 0, 1)
-    from models.paraformer.parallel import spawn_workers
-
     prepare(opts)
     spawn_workers(_train, opts, opts.processes)
     return opts.work_dir
@@ -213,11 +212,9 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
         if state.batch and state.workers != world:  # resumed mid-epoch with another worker count: same data done
             state.batch = state.batch * state.workers // world
         state.workers = world
-        if rank:  # other dropout masks and chunk geometries than the lead worker's
-            torch.manual_seed(opts.seed * 1009 + rank * 7919 + state.step)
         logger.info("resumed from %s: epoch %d batch %d step %d", last, state.epoch, state.batch, state.step)
-    elif rank:
-        torch.manual_seed(opts.seed * 1009 + rank * 7919)
+    if rank:  # other dropout masks and chunk geometries than the lead worker's
+        torch.manual_seed(opts.seed * 1009 + rank * 7919 + state.step)
     logger.info("Paraformer %.2f M parameters, %d training / %d validation utterances, worker %d of %d",
                 model.num_parameters() / 1e6, len(train_ex), len(val_ex), rank + 1, world)
     fopts = FrontendOptions()
@@ -251,8 +248,6 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
             now = time.monotonic()
             stop_here = bool(opts.max_minutes) and now - started > 60 * opts.max_minutes
             if world > 1:
-                from models.paraformer.parallel import average_gradients
-
                 stop_here = average_gradients(model, world, float(stop_here and lead)) > 0
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
