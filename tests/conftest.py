@@ -7,8 +7,10 @@ from typing import Any
 
 import pytest
 
+from models.text.data import multi30k_dir
+
 REPO = Path(__file__).resolve().parent.parent
-MULTI30K = REPO.parent / "shared" / "data" / "multi30k"
+MULTI30K = multi30k_dir()  # $SIMULSUB_MULTI30K, else ../shared/data/multi30k beside the checkout
 
 
 def multi30k_lines(name: str, n: int) -> list[str]:
