@@ -38,6 +38,10 @@ def add_family(fam: Any) -> None:
     p.add_argument("--ctc-warmup-steps", type=int, default=4000,
                    help="encoder warm-up: the first N steps optimise CTC only (the CIF predictor learns to count "
                         "on a stopped-gradient encoder), without the decoder (default 4000)")
+    p.add_argument("--predictor-weight", type=float, default=0.1,
+                   help="weight of the CIF quantity loss |Σα − N| per utterance beside the per-token losses "
+                        "(default 0.1; may change when resuming)")
+    p.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1; may change when resuming)")
     p.add_argument("--chunk-train-prob", type=float, default=0.25,
                    help="share of batches trained with a streaming chunk attention mask (default 0.25)")
     p.add_argument("--festival-share", type=float, default=0.15, help="share of festival voices (default 0.15)")
@@ -65,7 +69,8 @@ def run_paraformer(args: argparse.Namespace) -> int:
         val_limit=args.val_limit, d_model=args.d_model, encoder_layers=args.encoder_layers,
         decoder_layers=args.decoder_layers, ffn_dim=args.ffn_dim, heads=args.heads, vocab_size=args.vocab_size,
         max_frames=args.max_frames, lr=args.lr, warmup_steps=args.warmup_steps, ctc_weight=args.ctc_weight,
-        chunk_train_prob=args.chunk_train_prob, festival_share=args.festival_share,
+        chunk_train_prob=args.chunk_train_prob, predictor_weight=args.predictor_weight, dropout=args.dropout,
+        festival_share=args.festival_share,
         spec_augment=args.spec_augment, threads=args.threads, processes=args.processes, jobs=args.jobs, seed=args.seed,
         max_minutes=args.max_minutes, progress=args.progress, ctc_warmup_steps=args.ctc_warmup_steps,
     )

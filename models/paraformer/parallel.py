@@ -10,8 +10,12 @@ broadcasting them.
 
 from __future__ import annotations
 
+import ctypes
+import logging
 import os
+import signal
 import socket
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -25,9 +29,34 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _entry(rank: int, fn: Callable[[Any, int, int], object], opts: Any, world: int, port: int) -> None:
+logger = logging.getLogger(__name__)
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """Make this process get SIGTERM when ``parent_pid`` (the launcher) dies, so that killing the launcher stops
+    its workers instead of leaving them training on (and writing checkpoints) unseen. Linux only; returns
+    whether the request is in place (False elsewhere, or when the parent is already gone)."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+        return False
+    return True
+
+
+def _entry(rank: int, fn: Callable[[Any, int, int], object], opts: Any, world: int, port: int,
+           parent_pid: int) -> None:
     import torch.distributed as dist
 
+    if not die_with_parent(parent_pid):
+        logger.warning("worker %d: cannot tie its life to the launcher's; stop it by its own pid", rank)
     os.environ["MASTER_ADDR"] = "127.0.0.1"
     os.environ["MASTER_PORT"] = str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -42,7 +71,7 @@ def spawn_workers(fn: Callable[[Any, int, int], object], opts: Any, world: int) 
     (an exception in any worker is raised here)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_entry, args=(fn, opts, world, free_port()), nprocs=world, join=True)
+    mp.spawn(_entry, args=(fn, opts, world, free_port(), os.getpid()), nprocs=world, join=True)
 
 
 def average_gradients(model: torch.nn.Module, world: int, flag: float = 0.0) -> float:

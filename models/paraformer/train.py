@@ -63,6 +63,10 @@ class ParaformerTrainOptions:
     encoder_layers: int = 6
     decoder_layers: int = 2
     ctc_weight: float = 0.3
+    # the CIF quantity loss (|Σα − N| per utterance) beside per-token losses: FunASR sums its losses per
+    # utterance (≈ 15 tokens), so its quantity weight of 1.0 is ≈ 0.07 of ours; 1.0 here held the encoder back
+    predictor_weight: float = 0.1
+    dropout: float = 0.1
     chunk_train_prob: float = 0.25
     festival_share: float = 0.15
     spec_augment: bool = True
@@ -81,7 +85,12 @@ class ParaformerTrainOptions:
     def model_config(self, vocab_size: int) -> ParaformerConfig:
         return ParaformerConfig(vocab_size=vocab_size, d_model=self.d_model, heads=self.heads, ffn_dim=self.ffn_dim,
                                 encoder_layers=self.encoder_layers, decoder_layers=self.decoder_layers,
-                                ctc_weight=self.ctc_weight, chunk_train_prob=self.chunk_train_prob)
+                                ctc_weight=self.ctc_weight, chunk_train_prob=self.chunk_train_prob,
+                                predictor_weight=self.predictor_weight, dropout=self.dropout)
+
+
+# model settings that shape training only (no weight depends on them): a resumed run may change them
+TRAINING_ONLY_SETTINGS = ("dropout", "predictor_weight", "sampling_ratio", "chunk_train_prob", "label_smoothing")
 
 
 @dataclass
@@ -180,9 +189,25 @@ def train(opts: ParaformerTrainOptions) -> Path:
         raise ValueError("processes must be ≥ 1")
     if opts.processes == 1:
         return _train(opts, 0, 1)
-    prepare(opts)
+    tok = prepare(opts)[0]
+    last = opts.work_dir / "last.pt"
+    if last.is_file():  # a mismatch is one clear error here, not one traceback per worker
+        resumable_config(opts.model_config(len(tok)), torch.load(last, map_location="cpu", weights_only=False),
+                         last)
     spawn_workers(_train, opts, opts.processes)
     return opts.work_dir
+
+
+def resumable_config(config: ParaformerConfig, checkpoint: dict[str, Any], path: Path) -> None:
+    """Raise ``ValueError`` when ``checkpoint`` holds a model of other weight shapes than ``config``; settings in
+    :data:`TRAINING_ONLY_SETTINGS` may differ (the new values apply from here on)."""
+    changed = sorted(k for k, v in config.to_dict().items() if checkpoint["config"].get(k) != v)
+    for k in (k for k in changed if k in TRAINING_ONLY_SETTINGS):
+        logger.info("resuming with %s %s (was %s)", k, getattr(config, k), checkpoint["config"].get(k))
+    changed = [k for k in changed if k not in TRAINING_ONLY_SETTINGS]
+    if changed:
+        raise ValueError(f"{path} holds a model with other settings ({', '.join(changed)}): "
+                         "use another --work-dir or the same options")
 
 
 def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
@@ -201,10 +226,8 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
     last = opts.work_dir / "last.pt"
     if last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)
-        if ck["config"] != model.config.to_dict():
-            changed = sorted(k for k, v in model.config.to_dict().items() if ck["config"].get(k) != v)
-            raise ValueError(f"{last} holds a model with other settings ({', '.join(changed)}): "
-                             "use another --work-dir or the same options")
+        if lead or world == 1:
+            resumable_config(model.config, ck, last)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         state = TrainState(**ck["state"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def test_encoder_warmup_step_trains_encoder_ctc_and_predictor_only() -> None:
             torch.tensor([4, 2]))
     joint = model(*args)
     warm = model(*args, encoder_only=True)
-    assert warm.ctc_loss is not None and float(warm.ctc_loss) == pytest.approx(warm.ctc, rel=1e-5)
+    assert warm.ctc_loss is not None and float(warm.ctc_loss.detach()) == pytest.approx(warm.ctc, rel=1e-5)
     assert warm.ctc == pytest.approx(joint.ctc, rel=1e-5) and warm.quantity == pytest.approx(joint.quantity)
     assert float(warm.loss) == pytest.approx(warm.ctc + warm.quantity, rel=1e-5)
     warm.loss.backward()
@@ -120,6 +121,45 @@ def test_data_parallel_workers_share_the_batches_and_resume_alone(tmp_path: Path
     opts.processes, opts.max_minutes = 2, 0.0
     train(opts)  # two workers again, mid-epoch: 1 single-worker batch done = 0 steps of two workers
     assert [json.loads(x)["epoch"] for x in (work / "log.jsonl").read_text().splitlines()] == [1, 2]
-    opts.processes = 0
+    opts.epochs, opts.dropout, opts.predictor_weight = 3, 0.0, 0.5  # training-only settings may change
+    train(opts)
+    ck = torch.load(work / "last.pt", map_location="cpu", weights_only=False)
+    assert ck["state"]["epoch"] == 3 and ck["config"]["dropout"] == 0.0 and ck["config"]["predictor_weight"] == 0.5
+    opts.ffn_dim = 48  # a weight shape may not
+    with pytest.raises(ValueError, match="ffn_dim"):
+        train(opts)
+    opts.ffn_dim, opts.processes = 64, 0
     with pytest.raises(ValueError, match="processes"):
         train(opts)
+
+
+def test_a_worker_dies_with_its_launcher(tmp_path: Path) -> None:
+    """Killing the launcher of data-parallel training must not leave its workers training (and saving) on."""
+    import subprocess
+    import sys
+    import time
+
+    from models.paraformer.parallel import die_with_parent
+
+    if not sys.platform.startswith("linux"):
+        assert die_with_parent(0) is False
+        return
+    pid_file = tmp_path / "worker.pid"
+    worker = ("import os, sys, time; from models.paraformer.parallel import die_with_parent; "
+              f"ok = die_with_parent({{ppid}}); open({str(pid_file)!r}, 'w').write(str(os.getpid()) if ok else 'x'); "
+              "time.sleep(60)")
+    launcher = ("import os, subprocess, sys, time; "
+                f"subprocess.Popen([sys.executable, '-c', {worker!r}.replace('{{ppid}}', str(os.getpid()))]); "
+                f"[time.sleep(0.05) for _ in range(400) if not os.path.exists({str(pid_file)!r})]")
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([sys.executable, "-c", launcher], cwd=root, check=True, timeout=60)  # returns: the launcher died
+    pid = pid_file.read_text()
+    assert pid.isdigit(), "die_with_parent did not take effect"
+    for _ in range(100):
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    os.kill(int(pid), 9)
+    raise AssertionError("the worker outlived its launcher")
