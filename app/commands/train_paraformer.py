@@ -41,6 +41,9 @@ def add_family(fam: Any) -> None:
     p.add_argument("--predictor-weight", type=float, default=0.1,
                    help="weight of the CIF quantity loss |Σα − N| per utterance beside the per-token losses "
                         "(default 0.1; may change when resuming)")
+    p.add_argument("--align-weight", type=float, default=1.0,
+                   help="weight of the CIF alignment loss: the predictor learns to fire at each token's CTC spike "
+                        "(needs --ctc-weight > 0; 0 = quantity loss only, as FunASR; default 1.0)")
     p.add_argument("--dropout", type=float, default=0.1, help="dropout (default 0.1; may change when resuming)")
     p.add_argument("--chunk-train-prob", type=float, default=0.25,
                    help="share of batches trained with a streaming chunk attention mask (default 0.25)")
@@ -70,6 +73,7 @@ def run_paraformer(args: argparse.Namespace) -> int:
         decoder_layers=args.decoder_layers, ffn_dim=args.ffn_dim, heads=args.heads, vocab_size=args.vocab_size,
         max_frames=args.max_frames, lr=args.lr, warmup_steps=args.warmup_steps, ctc_weight=args.ctc_weight,
         chunk_train_prob=args.chunk_train_prob, predictor_weight=args.predictor_weight, dropout=args.dropout,
+        align_weight=args.align_weight,
         festival_share=args.festival_share,
         spec_augment=args.spec_augment, threads=args.threads, processes=args.processes, jobs=args.jobs, seed=args.seed,
         max_minutes=args.max_minutes, progress=args.progress, ctc_warmup_steps=args.ctc_warmup_steps,

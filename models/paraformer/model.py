@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.ctc_alignment import ctc_viterbi_align, token_starts
+
 
 @dataclass
 class ParaformerConfig:
@@ -41,6 +43,9 @@ class ParaformerConfig:
     predictor_weight: float = 1.0
     sampling_ratio: float = 0.75  # glancing: share of wrong tokens replaced by their target embedding
     chunk_train_prob: float = 0.0  # share of batches encoded with a streaming chunk mask (see chunk_mask)
+    # CIF alignment loss (needs the CTC head): the predictor, on a stopped-gradient encoder, learns to fire each
+    # token at its CTC spike (mean |Σ_{≤t} α − tokens started by t| per frame); 0 = FunASR's quantity loss only
+    align_weight: float = 0.0
     label_smoothing: float = 0.1
     blank_id: int = 0
     sos_id: int = 1
@@ -242,7 +247,8 @@ class Decoder(nn.Module):
 @dataclass
 class LossOutput:
     """Training losses and counts for logging: ``att`` cross-entropy per token, ``quantity`` mean |Σα − N| per
-    utterance, ``ctc`` per target token, ``acc`` token accuracy of the decoder pass without glancing."""
+    utterance, ``ctc`` per target token, ``acc`` token accuracy of the decoder pass without glancing, ``align``
+    mean |Σ_{≤t} α − tokens started by t| per frame (0 when the alignment loss is off)."""
 
     loss: Tensor
     att: float
@@ -251,6 +257,7 @@ class LossOutput:
     acc: float
     tokens: int
     ctc_loss: Tensor | None = None  # the CTC term alone (per target token), for a CTC warm-up of the encoder
+    align: float = 0.0
 
 
 class Paraformer(nn.Module):
@@ -334,22 +341,47 @@ class Paraformer(nn.Module):
             logits[tok_mask], ys[tok_mask], label_smoothing=c.label_smoothing, reduction="mean"
         )
         loss = att + c.predictor_weight * quantity
-        ctc_val = 0.0
+        ctc_val = align_val = 0.0
         ctc_loss: Tensor | None = None
         if self.ctc is not None:
-            ctc = self._ctc(enc, lengths, targets, target_lengths)
+            ctc_lp = torch.log_softmax(self.ctc(enc).float(), dim=-1)
+            ctc = self._ctc_from(ctc_lp, lengths, targets, target_lengths)
             loss = (1 - c.ctc_weight) * att + c.ctc_weight * ctc + c.predictor_weight * quantity
             ctc_val = float(ctc.detach())
             ctc_loss = ctc
+            if c.align_weight > 0:
+                align = self.alignment_loss(enc, mask, ctc_lp.detach(), lengths, targets, target_lengths)
+                loss = loss + c.align_weight * align
+                align_val = float(align.detach())
         # accuracy of the first (unglanced) pass: what inference would get with the right token count
         acc = float(((first == ys) & tok_mask).sum()) / max(1, int(tok_mask.sum()))
         return LossOutput(loss=loss, att=float(att.detach()), quantity=float(quantity.detach()), ctc=ctc_val,
-                          acc=acc, tokens=int(tok_mask.sum()), ctc_loss=ctc_loss)
+                          acc=acc, tokens=int(tok_mask.sum()), ctc_loss=ctc_loss, align=align_val)
+
+    def alignment_loss(self, enc: Tensor, mask: Tensor, ctc_lp: Tensor, lengths: Tensor, targets: Tensor,
+                       target_lengths: Tensor) -> Tensor:
+        """Teach the CIF predictor where tokens are: the best CTC path of the reference gives the frame where each
+        token starts (its spike); the running sum of alphas should step up by one there, and by one more (the
+        end-of-sentence slot, ``predictor_bias``) on the last frame. Mean absolute difference per frame, over
+        utterances that have a CTC path. The encoder is not moved by this loss (stopped gradient)."""
+        with torch.no_grad():
+            aligned, ok = ctc_viterbi_align(ctc_lp, targets.clamp(min=0), lengths, target_lengths,
+                                            self.config.blank_id)
+            target = token_starts(aligned, self.config.blank_id).to(torch.float32).cumsum(dim=1)
+            last = (torch.arange(target.shape[1], device=target.device)[None, :] == (lengths - 1)[:, None])
+            target = target + self.config.predictor_bias * last.to(torch.float32).cumsum(dim=1)
+            valid = mask & ok[:, None]
+        running = self.predictor(enc.detach(), mask).cumsum(dim=1)
+        diff = (running - target).abs() * valid.to(running.dtype)
+        return diff.sum() / valid.sum().clamp(min=1)
 
     def _ctc(self, enc: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
         """CTC loss per target token (log-softmax in float32 even under bf16 autocast)."""
         assert self.ctc is not None
-        lp = torch.log_softmax(self.ctc(enc).float(), dim=-1).transpose(0, 1)
+        return self._ctc_from(torch.log_softmax(self.ctc(enc).float(), dim=-1), lengths, targets, target_lengths)
+
+    def _ctc_from(self, ctc_lp: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
+        lp = ctc_lp.transpose(0, 1)
         flat = targets[targets >= 0]
         ctc = F.ctc_loss(lp, flat, lengths, target_lengths, blank=self.config.blank_id, reduction="sum",
                          zero_infinity=True)

@@ -66,6 +66,8 @@ class ParaformerTrainOptions:
     # the CIF quantity loss (|Σα − N| per utterance) beside per-token losses: FunASR sums its losses per
     # utterance (≈ 15 tokens), so its quantity weight of 1.0 is ≈ 0.07 of ours; 1.0 here held the encoder back
     predictor_weight: float = 0.1
+    # CIF alignment loss: the predictor learns to fire at each token's CTC spike (see Paraformer.alignment_loss)
+    align_weight: float = 1.0
     dropout: float = 0.1
     chunk_train_prob: float = 0.25
     festival_share: float = 0.15
@@ -86,11 +88,13 @@ class ParaformerTrainOptions:
         return ParaformerConfig(vocab_size=vocab_size, d_model=self.d_model, heads=self.heads, ffn_dim=self.ffn_dim,
                                 encoder_layers=self.encoder_layers, decoder_layers=self.decoder_layers,
                                 ctc_weight=self.ctc_weight, chunk_train_prob=self.chunk_train_prob,
-                                predictor_weight=self.predictor_weight, dropout=self.dropout)
+                                predictor_weight=self.predictor_weight, dropout=self.dropout,
+                                align_weight=self.align_weight)
 
 
 # model settings that shape training only (no weight depends on them): a resumed run may change them
-TRAINING_ONLY_SETTINGS = ("dropout", "predictor_weight", "sampling_ratio", "chunk_train_prob", "label_smoothing")
+TRAINING_ONLY_SETTINGS = ("dropout", "predictor_weight", "align_weight", "sampling_ratio", "chunk_train_prob",
+                          "label_smoothing")
 
 
 @dataclass
@@ -254,7 +258,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
         if world > 1:  # worker r takes batches r, r + world, …; every worker does the same number of steps
             batches = batches[rank::world][: len(batches) // world]
         model.train()
-        sums = {"loss": 0.0, "att": 0.0, "quantity": 0.0, "ctc": 0.0, "acc": 0.0, "n": 0}
+        sums = {"loss": 0.0, "att": 0.0, "quantity": 0.0, "ctc": 0.0, "acc": 0.0, "align": 0.0, "n": 0}
         bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {epoch}/{opts.epochs}", unit="batch",
                    disable=not (opts.progress and lead))
         stopped = False
@@ -275,7 +279,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
             state.batch += 1
-            for k in ("att", "quantity", "ctc", "acc"):
+            for k in ("att", "quantity", "ctc", "acc", "align"):
                 sums[k] += getattr(out, k)
             sums["loss"] += float(out.loss.detach())
             sums["n"] += 1
@@ -299,7 +303,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
         wer = validate(model, val_ex, tok, cmvn)
         n = max(1, int(sums["n"]))
         record = {"epoch": epoch, "step": state.step, "val_wer": round(wer, 2), "lr": _lr(state.step, opts),
-                  **{k: round(float(sums[k]) / n, 4) for k in ("loss", "att", "quantity", "ctc", "acc")},
+                  **{k: round(float(sums[k]) / n, 4) for k in ("loss", "att", "quantity", "ctc", "acc", "align")},
                   "epoch_minutes": round((time.monotonic() - epoch_started) / 60, 2)}
         logger.info("epoch %d: %s", epoch, record)
         state.history.append(record)

@@ -163,3 +163,41 @@ def test_a_worker_dies_with_its_launcher(tmp_path: Path) -> None:
         time.sleep(0.05)
     os.kill(int(pid), 9)
     raise AssertionError("the worker outlived its launcher")
+
+
+def test_token_starts_of_a_ctc_path() -> None:
+    from models.ctc_alignment import token_starts
+
+    aligned = torch.tensor([[0, 5, 5, 0, 5, 7, 0], [3, 3, 4, 0, 0, 0, 0]])
+    assert token_starts(aligned, 0).to(torch.int64).tolist() == [[0, 1, 0, 0, 1, 1, 0], [1, 0, 1, 0, 0, 0, 0]]
+
+
+def test_alignment_loss_steps_at_ctc_spikes_and_leaves_the_encoder_alone() -> None:
+    torch.manual_seed(0)
+    model = Paraformer(ParaformerConfig(vocab_size=10, d_model=16, heads=2, ffn_dim=32, encoder_layers=1,
+                                        decoder_layers=1, ctc_weight=0.3, align_weight=1.0, dropout=0.0))
+    # log-probs whose best path for the reference [5, 7] is: blank, 5, 5, blank, 7, blank (6 frames)
+    path = [0, 5, 5, 0, 7, 0]
+    lp = torch.full((1, 6, 10), -9.0)
+    for t, k in enumerate(path):
+        lp[0, t, k] = -0.01
+    alphas = torch.tensor([[0.1, 0.8, 0.2, 0.0, 0.9, 0.7]])
+    model.predictor.forward = lambda enc, mask: alphas  # type: ignore[method-assign]
+    enc = torch.randn(1, 6, 16, requires_grad=True)
+    loss = model.alignment_loss(enc, torch.ones(1, 6, dtype=torch.bool), lp, torch.tensor([6]),
+                                torch.tensor([[5, 7]]), torch.tensor([2]))
+    # running sums 0.1 0.9 1.1 1.1 2.0 2.7 against tokens started 0 1 1 1 2 and + the end slot on the last frame: 3
+    expected = (0.1 + 0.1 + 0.1 + 0.1 + 0.0 + 0.3) / 6
+    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    # through the real predictor: gradients reach the predictor only
+    del model.predictor.forward
+    x = torch.randn(2, 30, 560)
+    out = model(x, torch.tensor([30, 22]), torch.tensor([[5, 6, 7], [8, 9, -1]]), torch.tensor([3, 2]))
+    assert out.align > 0
+    model.zero_grad()
+    model.alignment_loss(*model.encode(x, torch.tensor([30, 22]))[:2],
+                         torch.log_softmax(torch.randn(2, 30, 10), -1), torch.tensor([30, 22]),
+                         torch.tensor([[5, 6, 7], [8, 9, -1]]), torch.tensor([3, 2])).backward()
+    assert all(p.grad is None or float(p.grad.abs().sum()) == 0 for p in model.encoder.parameters())
+    grad = model.predictor.out.weight.grad
+    assert grad is not None and float(grad.abs().sum()) > 0

@@ -11,13 +11,13 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from models.ctc_alignment import ctc_viterbi_align  # noqa: E402
 from models.marian.runtime import SourceTooLongError  # noqa: E402
 from models.nat.model import (  # noqa: E402
     ModelConfig,
     NATModel,
     anneal_ratio,
     ctc_collapse,
-    ctc_viterbi_align,
     greedy_decode,
 )
 from models.nat.runtime import ModelDirError, NatTranslator, ctc_collapse_np  # noqa: E402
