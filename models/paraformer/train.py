@@ -358,7 +358,9 @@ def write_model_card(out_dir: Path, model: Paraformer, history: list[dict[str, A
         "",
         f"- Architecture: SAN-M encoder {c.encoder_layers} × {c.d_model} (FSMN kernel {c.fsmn_kernel}, "
         f"{c.heads} heads, FFN {c.ffn_dim}), CIF predictor (threshold {c.threshold}, tail {c.tail_threshold}), "
-        f"parallel decoder {c.decoder_layers} layers, glancing ratio {c.sampling_ratio}, CTC weight {c.ctc_weight}; "
+        f"parallel decoder {c.decoder_layers} layers, glancing ratio {c.sampling_ratio}, CTC weight {c.ctc_weight}, "
+        f"quantity-loss weight {c.predictor_weight}, CIF alignment-loss weight {c.align_weight} (the predictor "
+        "learns to fire at each token's CTC spike); "
         f"{model.num_parameters() / 1e6:.2f} M parameters, {c.vocab_size} SentencePiece tokens.",
         "- Input: FunASR frontend (80-dim fbank, 25/10 ms hamming, LFR 7/6, CMVN in `am.mvn`); "
         "FunASR offline ONNX contract plus `stream_encoder.onnx` / `stream_decoder.onnx` for streaming.",
