@@ -44,7 +44,7 @@ class ParaformerConfig:
     sampling_ratio: float = 0.75  # glancing: share of wrong tokens replaced by their target embedding
     chunk_train_prob: float = 0.0  # share of batches encoded with a streaming chunk mask (see chunk_mask)
     # CIF alignment loss (needs the CTC head): the predictor, on a stopped-gradient encoder, learns to fire each
-    # token at its CTC spike (mean |Σ_{≤t} α − tokens started by t| per frame); 0 = FunASR's quantity loss only
+    # token at its CTC spike (binary cross-entropy per frame); 0 = FunASR's quantity loss only
     align_weight: float = 0.0
     label_smoothing: float = 0.1
     blank_id: int = 0
@@ -248,7 +248,7 @@ class Decoder(nn.Module):
 class LossOutput:
     """Training losses and counts for logging: ``att`` cross-entropy per token, ``quantity`` mean |Σα − N| per
     utterance, ``ctc`` per target token, ``acc`` token accuracy of the decoder pass without glancing, ``align``
-    mean |Σ_{≤t} α − tokens started by t| per frame (0 when the alignment loss is off)."""
+    the alignment loss: cross-entropy per frame of alpha against the CTC spikes (0 when it is off)."""
 
     loss: Tensor
     att: float
@@ -361,19 +361,21 @@ class Paraformer(nn.Module):
     def alignment_loss(self, enc: Tensor, mask: Tensor, ctc_lp: Tensor, lengths: Tensor, targets: Tensor,
                        target_lengths: Tensor) -> Tensor:
         """Teach the CIF predictor where tokens are: the best CTC path of the reference gives the frame where each
-        token starts (its spike); the running sum of alphas should step up by one there, and by one more (the
-        end-of-sentence slot, ``predictor_bias``) on the last frame. Mean absolute difference per frame, over
-        utterances that have a CTC path. The encoder is not moved by this loss (stopped gradient)."""
+        token starts (its spike); alpha should be 1 there, 1 on the last frame (the end-of-sentence slot,
+        ``predictor_bias``) and 0 elsewhere. Binary cross-entropy per frame, over utterances that have a CTC path.
+        A token then takes its embedding from its own spike frame, so neighbouring tokens no longer share frames
+        (which made the decoder repeat words). The encoder is not moved by this loss (stopped gradient)."""
         with torch.no_grad():
             aligned, ok = ctc_viterbi_align(ctc_lp, targets.clamp(min=0), lengths, target_lengths,
                                             self.config.blank_id)
-            target = token_starts(aligned, self.config.blank_id).to(torch.float32).cumsum(dim=1)
-            last = (torch.arange(target.shape[1], device=target.device)[None, :] == (lengths - 1)[:, None])
-            target = target + self.config.predictor_bias * last.to(torch.float32).cumsum(dim=1)
-            valid = mask & ok[:, None]
-        running = self.predictor(enc.detach(), mask).cumsum(dim=1)
-        diff = (running - target).abs() * valid.to(running.dtype)
-        return diff.sum() / valid.sum().clamp(min=1)
+            target = token_starts(aligned, self.config.blank_id).to(torch.float32)
+            if self.config.predictor_bias:
+                last = torch.arange(target.shape[1], device=target.device)[None, :] == (lengths - 1)[:, None]
+                target = torch.where(last, torch.ones_like(target), target)
+            valid = (mask & ok[:, None]).to(torch.float32)
+        alphas = self.predictor(enc.detach(), mask).clamp(1e-6, 1 - 1e-6)
+        bce = F.binary_cross_entropy(alphas, target, reduction="none")
+        return (bce * valid).sum() / valid.sum().clamp(min=1)
 
     def _ctc(self, enc: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
         """CTC loss per target token (log-softmax in float32 even under bf16 autocast)."""

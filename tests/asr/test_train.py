@@ -186,9 +186,10 @@ def test_alignment_loss_steps_at_ctc_spikes_and_leaves_the_encoder_alone() -> No
     enc = torch.randn(1, 6, 16, requires_grad=True)
     loss = model.alignment_loss(enc, torch.ones(1, 6, dtype=torch.bool), lp, torch.tensor([6]),
                                 torch.tensor([[5, 7]]), torch.tensor([2]))
-    # running sums 0.1 0.9 1.1 1.1 2.0 2.7 against tokens started 0 1 1 1 2 and + the end slot on the last frame: 3
-    expected = (0.1 + 0.1 + 0.1 + 0.1 + 0.0 + 0.3) / 6
-    assert float(loss) == pytest.approx(expected, abs=1e-6)
+    # spikes where 5 and 7 start (frames 1 and 4) and the end slot on the last frame: targets 0 1 0 0 1 1
+    target = [0.0, 1.0, 0.0, 0.0, 1.0, 1.0]
+    expected = -sum(np.log(a) if y else np.log(1 - a) for a, y in zip(alphas[0].tolist(), target, strict=True)) / 6
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
     # through the real predictor: gradients reach the predictor only
     del model.predictor.forward
     x = torch.randn(2, 30, 560)
