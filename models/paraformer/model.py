@@ -344,7 +344,7 @@ class Paraformer(nn.Module):
         ctc_val = align_val = 0.0
         ctc_loss: Tensor | None = None
         if self.ctc is not None:
-            ctc_lp = torch.log_softmax(self.ctc(enc).float(), dim=-1)
+            ctc_lp = self._ctc_log_probs(enc)
             ctc = self._ctc_from(ctc_lp, lengths, targets, target_lengths)
             loss = (1 - c.ctc_weight) * att + c.ctc_weight * ctc + c.predictor_weight * quantity
             ctc_val = float(ctc.detach())
@@ -377,10 +377,14 @@ class Paraformer(nn.Module):
         bce = F.binary_cross_entropy(alphas, target, reduction="none")
         return (bce * valid).sum() / valid.sum().clamp(min=1)
 
-    def _ctc(self, enc: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
-        """CTC loss per target token (log-softmax in float32 even under bf16 autocast)."""
+    def _ctc_log_probs(self, enc: Tensor) -> Tensor:
+        """CTC log-probabilities ``[B, T, V]``, float32 even under bf16 autocast."""
         assert self.ctc is not None
-        return self._ctc_from(torch.log_softmax(self.ctc(enc).float(), dim=-1), lengths, targets, target_lengths)
+        return torch.log_softmax(self.ctc(enc).float(), dim=-1)
+
+    def _ctc(self, enc: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
+        """CTC loss per target token."""
+        return self._ctc_from(self._ctc_log_probs(enc), lengths, targets, target_lengths)
 
     def _ctc_from(self, ctc_lp: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
         lp = ctc_lp.transpose(0, 1)

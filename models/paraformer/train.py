@@ -230,7 +230,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
     last = opts.work_dir / "last.pt"
     if last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)
-        if lead or world == 1:
+        if world == 1:  # with workers, train() checked it before spawning them
             resumable_config(model.config, ck, last)
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
