@@ -27,6 +27,10 @@ def add_family(fam: Any) -> None:
     p.add_argument("--d-model", type=int, default=192, help="model width (default 192)")
     p.add_argument("--encoder-layers", type=int, default=6, help="SAN-M encoder layers (default 6)")
     p.add_argument("--decoder-layers", type=int, default=2, help="decoder layers (default 2)")
+    p.add_argument("--grow", action="store_true",
+                   help="resuming with more --encoder-layers/--decoder-layers than the checkpoint: add them on top "
+                        "as identity layers (the model scores the same, then learns with the extra depth); the old "
+                        "last.pt is kept as last-e<E>d<D>.pt")
     p.add_argument("--ffn-dim", type=int, default=768, help="feed-forward width (default 768)")
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     p.add_argument("--vocab-size", type=int, default=1000, help="SentencePiece pieces (default 1000)")
@@ -76,7 +80,7 @@ def run_paraformer(args: argparse.Namespace) -> int:
         align_weight=args.align_weight,
         festival_share=args.festival_share,
         spec_augment=args.spec_augment, threads=args.threads, processes=args.processes, jobs=args.jobs, seed=args.seed,
-        max_minutes=args.max_minutes, progress=args.progress, ctc_warmup_steps=args.ctc_warmup_steps,
+        max_minutes=args.max_minutes, progress=args.progress, ctc_warmup_steps=args.ctc_warmup_steps, grow=args.grow,
     )
     if args.d_model % args.heads:
         raise UserError(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")

@@ -60,6 +60,11 @@ class ParaformerConfig:
         return cls(**known)
 
 
+# model settings that shape training only (no weight depends on them): a resumed run may change them
+TRAINING_ONLY_SETTINGS = ("dropout", "predictor_weight", "align_weight", "sampling_ratio", "chunk_train_prob",
+                          "label_smoothing")
+
+
 def lengths_to_mask(lengths: Tensor, max_len: int | Tensor) -> Tensor:
     """``[B, T]`` bool, True on valid frames."""
     ar = torch.arange(cast(int, max_len), device=lengths.device)  # a 0-d tensor keeps the ONNX length dynamic

@@ -12,6 +12,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,7 +31,7 @@ from models.paraformer.data import (
     iterate_batches,
     make_examples,
 )
-from models.paraformer.model import Paraformer, ParaformerConfig
+from models.paraformer.model import TRAINING_ONLY_SETTINGS, Paraformer, ParaformerConfig
 from models.paraformer.parallel import average_gradients, spawn_workers
 from models.paraformer.tokenizer import AsrTokenizer, normalize_transcript, train_asr_spm
 from models.speech_corpus.corpus import CorpusOptions, build_corpus, load_corpus, read_lines
@@ -83,6 +84,8 @@ class ParaformerTrainOptions:
     save_every_min: float = 10.0
     max_minutes: float = 0.0  # stop (after saving) once this much training time has passed; 0 = no limit
     progress: bool = True
+    # resuming with more encoder/decoder layers than last.pt: add them as identity layers (models.paraformer.grow)
+    grow: bool = False
 
     def model_config(self, vocab_size: int) -> ParaformerConfig:
         return ParaformerConfig(vocab_size=vocab_size, d_model=self.d_model, heads=self.heads, ffn_dim=self.ffn_dim,
@@ -90,11 +93,6 @@ class ParaformerTrainOptions:
                                 ctc_weight=self.ctc_weight, chunk_train_prob=self.chunk_train_prob,
                                 predictor_weight=self.predictor_weight, dropout=self.dropout,
                                 align_weight=self.align_weight)
-
-
-# model settings that shape training only (no weight depends on them): a resumed run may change them
-TRAINING_ONLY_SETTINGS = ("dropout", "predictor_weight", "align_weight", "sampling_ratio", "chunk_train_prob",
-                          "label_smoothing")
 
 
 @dataclass
@@ -191,15 +189,33 @@ def train(opts: ParaformerTrainOptions) -> Path:
     corpora are prepared here, then that many workers train data-parallel (rank 0 validates, saves and logs)."""
     if opts.processes < 1:
         raise ValueError("processes must be ≥ 1")
-    if opts.processes == 1:
-        return _train(opts, 0, 1)
     tok = prepare(opts)[0]
     last = opts.work_dir / "last.pt"
     if last.is_file():  # a mismatch is one clear error here, not one traceback per worker
-        resumable_config(opts.model_config(len(tok)), torch.load(last, map_location="cpu", weights_only=False),
-                         last)
+        check_resume(opts, opts.model_config(len(tok)), last)
+    if opts.processes == 1:
+        return _train(opts, 0, 1)
     spawn_workers(_train, opts, opts.processes)
     return opts.work_dir
+
+
+def check_resume(opts: ParaformerTrainOptions, config: ParaformerConfig, last: Path) -> None:
+    """Check that ``last`` can resume with ``config``; with ``opts.grow`` and more layers asked for than it holds,
+    deepen it first (identity layers; the old file is kept as ``last-e<E>d<D>.pt``)."""
+    from models.paraformer.grow import grow_checkpoint, growth
+
+    ck = torch.load(last, map_location="cpu", weights_only=False)
+    old = ParaformerConfig.from_dict(ck["config"])
+    if growth(old, config):
+        if not opts.grow:
+            raise ValueError(f"{last} holds {old.encoder_layers} encoder and {old.decoder_layers} decoder layers: "
+                             "add --grow to deepen it with identity layers, or resume with the same layer counts")
+        shutil.copy2(last, last.with_name(f"last-e{old.encoder_layers}d{old.decoder_layers}.pt"))
+        ck = grow_checkpoint(ck, config, seed=opts.seed)
+        tmp = last.with_suffix(".tmp")
+        torch.save(ck, tmp)
+        os.replace(tmp, last)
+    resumable_config(config, ck, last)
 
 
 def resumable_config(config: ParaformerConfig, checkpoint: dict[str, Any], path: Path) -> None:
@@ -229,9 +245,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
     state = TrainState()
     last = opts.work_dir / "last.pt"
     if last.is_file():
-        ck = torch.load(last, map_location="cpu", weights_only=False)
-        if world == 1:  # with workers, train() checked it before spawning them
-            resumable_config(model.config, ck, last)
+        ck = torch.load(last, map_location="cpu", weights_only=False)  # train() checked (and grew) it
         model.load_state_dict(ck["model"])
         optim.load_state_dict(ck["optim"])
         state = TrainState(**ck["state"])
@@ -317,13 +331,19 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
 
 
 def average_checkpoints(work_dir: Path, last_n: int) -> Paraformer:
-    """The mean of the weights of the last ``last_n`` epoch checkpoints."""
+    """The mean of the weights of the last ``last_n`` epoch checkpoints that share the newest one's shapes (epochs
+    from before a ``--grow`` are left out, with a warning)."""
     files = sorted(work_dir.glob("epoch*.pt"))[-max(1, last_n) :]
     if not files:
         raise FileNotFoundError(f"{work_dir} has no epoch checkpoints: train first")
     cks = [torch.load(f, map_location="cpu", weights_only=False) for f in files]
-    model = Paraformer(ParaformerConfig.from_dict(cks[0]["config"]))
-    avg = {k: sum(c["model"][k].float() for c in cks) / len(cks) for k in cks[0]["model"]}
+    newest = cks[-1]
+    same = [c for c in cks if {k: v.shape for k, v in c["model"].items()} ==
+            {k: v.shape for k, v in newest["model"].items()}]
+    if len(same) < len(cks):
+        logger.warning("averaging %d of the last %d epochs: the others have other layer counts", len(same), len(cks))
+    model = Paraformer(ParaformerConfig.from_dict(newest["config"]))
+    avg = {k: sum(c["model"][k].float() for c in same) / len(same) for k in newest["model"]}
     model.load_state_dict(avg)
     return model.eval()
 
