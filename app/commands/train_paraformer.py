@@ -31,6 +31,10 @@ def add_family(fam: Any) -> None:
                    help="resuming with more --encoder-layers/--decoder-layers than the checkpoint: add them on top "
                         "as identity layers (the model scores the same, then learns with the extra depth); the old "
                         "last.pt is kept as last-e<E>d<D>.pt")
+    p.add_argument("--init-weights", metavar="FILE",
+                   help="start a new run from these weights (an epochNN.pt, or the output of "
+                        "`python -m models.paraformer.train_device`); --work-dir must already hold the tokens.model "
+                        "and cmvn.npz they were trained with")
     p.add_argument("--ffn-dim", type=int, default=768, help="feed-forward width (default 768)")
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
     p.add_argument("--vocab-size", type=int, default=1000, help="SentencePiece pieces (default 1000)")
@@ -86,6 +90,8 @@ def run_paraformer(args: argparse.Namespace) -> int:
         raise UserError(f"--d-model {args.d_model} is not divisible by --heads {args.heads}")
     if args.data_dir:
         opts.data_dir = Path(args.data_dir)
+    if args.init_weights:
+        opts.init_weights = Path(args.init_weights)
     try:
         work = train(opts)
     except (FileNotFoundError, ValueError) as e:

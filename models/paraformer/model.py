@@ -379,7 +379,8 @@ class Paraformer(nn.Module):
                 target = torch.where(last, torch.ones_like(target), target)
             valid = (mask & ok[:, None]).to(torch.float32)
         alphas = self.predictor(enc.detach(), mask).clamp(1e-6, 1 - 1e-6)
-        bce = F.binary_cross_entropy(alphas, target, reduction="none")
+        # written out: F.binary_cross_entropy is refused under CUDA autocast (alphas are float32 here anyway)
+        bce = -(target * torch.log(alphas) + (1 - target) * torch.log1p(-alphas))
         return (bce * valid).sum() / valid.sum().clamp(min=1)
 
     def _ctc_log_probs(self, enc: Tensor) -> Tensor:

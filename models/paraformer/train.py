@@ -86,6 +86,9 @@ class ParaformerTrainOptions:
     progress: bool = True
     # resuming with more encoder/decoder layers than last.pt: add them as identity layers (models.paraformer.grow)
     grow: bool = False
+    # a new run starting from these weights (an epoch checkpoint, or models.paraformer.train_device's output); the
+    # work dir must hold the tokens.model and cmvn.npz they were trained with
+    init_weights: Path | None = None
 
     def model_config(self, vocab_size: int) -> ParaformerConfig:
         return ParaformerConfig(vocab_size=vocab_size, d_model=self.d_model, heads=self.heads, ffn_dim=self.ffn_dim,
@@ -189,6 +192,11 @@ def train(opts: ParaformerTrainOptions) -> Path:
     corpora are prepared here, then that many workers train data-parallel (rank 0 validates, saves and logs)."""
     if opts.processes < 1:
         raise ValueError("processes must be ≥ 1")
+    if opts.init_weights is not None and not (opts.work_dir / "last.pt").is_file():
+        missing = [f for f in ("tokens.model", "cmvn.npz") if not (opts.work_dir / f).is_file()]
+        if missing:
+            raise FileNotFoundError(f"--init-weights needs the {' and '.join(missing)} of the run the weights come "
+                                    f"from in {opts.work_dir}: copy them there first")
     tok = prepare(opts)[0]
     last = opts.work_dir / "last.pt"
     if last.is_file():  # a mismatch is one clear error here, not one traceback per worker
@@ -254,6 +262,10 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
             state.batch = state.batch * state.workers // world
         state.workers = world
         logger.info("resumed from %s: epoch %d batch %d step %d", last, state.epoch, state.batch, state.step)
+    elif opts.init_weights is not None:
+        init = torch.load(opts.init_weights, map_location="cpu", weights_only=False)
+        model.load_state_dict({k: v.float() for k, v in init["model"].items()})
+        logger.info("starting from the weights of %s", opts.init_weights)
     if rank:  # other dropout masks and chunk geometries than the lead worker's
         torch.manual_seed(opts.seed * 1009 + rank * 7919 + state.step)
     logger.info("Paraformer %.2f M parameters, %d training / %d validation utterances, worker %d of %d",
@@ -348,11 +360,20 @@ def average_checkpoints(work_dir: Path, last_n: int) -> Paraformer:
     return model.eval()
 
 
-def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 3, quantized: bool = True) -> Path:
-    """Average the last checkpoints and write the ONNX model directory to ``out_dir``."""
+def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 3, quantized: bool = True,
+             weights: Path | None = None) -> Path:
+    """Average the last checkpoints (or take the ``weights`` file) and write the ONNX model directory to
+    ``out_dir``."""
     from models.paraformer.export import export_directory
 
-    model = average_checkpoints(work_dir, average_last)
+    if weights is not None:
+        ck = torch.load(weights, map_location="cpu", weights_only=False)
+        model = Paraformer(ParaformerConfig.from_dict(ck["config"]))
+        model.load_state_dict({k: v.float() for k, v in ck["model"].items()})
+        model.eval()
+        average_last = 1
+    else:
+        model = average_checkpoints(work_dir, average_last)
     tok = AsrTokenizer(work_dir / "tokens.model")
     d = np.load(work_dir / "cmvn.npz")
     history = []
@@ -395,6 +416,13 @@ def write_model_card(out_dir: Path, model: Paraformer, history: list[dict[str, A
         "## Reproduce",
         "",
         "    simulsub train paraformer --export   # see `simulsub train paraformer --help`",
+        "",
+        "## Learning curve",
+        "",
+        "| epoch | step | val WER % | lr | train loss | decoder acc |",
+        "|---|---|---|---|---|---|",
+        *(f"| {h.get('epoch')} | {h.get('step')} | {h.get('val_wer')} | {float(h.get('lr', 0)):.2e} | "
+          f"{h.get('loss')} | {h.get('acc')} |" for h in history),
         "",
         "## Scores",
         "",

@@ -87,6 +87,17 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     rt = ParaformerOnnx(out, quantized=True)
     assert len(rt.tokens) == len(json.loads((out / "tokens.json").read_text()))
     assert isinstance(rt.transcribe(np.zeros(16000, np.float32)), str)
+    # a new run from these weights (same tokenizer and CMVN): one step away from them, not a fresh init
+    init = tmp_path / "init"
+    init.mkdir()
+    for f in ("tokens.model", "cmvn.npz", "corpus"):
+        os.symlink((work / f).resolve(), init / f)
+    first_opts = ParaformerTrainOptions(**{**opts.__dict__, "work_dir": init, "init_weights": work / "epoch02.pt",
+                                           "epochs": 1, "max_minutes": 1e-6})
+    train(first_opts)
+    start = torch.load(work / "epoch02.pt", weights_only=False)["model"]
+    after = torch.load(init / "last.pt", weights_only=False)["model"]
+    assert max(float((after[k] - start[k]).abs().max()) for k in start) < 0.01
     opts.epochs, opts.d_model = 3, 16
     with pytest.raises(ValueError, match="d_model"):
         train(opts)  # resuming with another architecture fails with a clear message
