@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from models.asr.frontend import Cmvn, FrontendOptions
-from models.paraformer.data import Example, batch_indices, lfr_features, make_examples
+from models.paraformer.data import Example, SpecAugment, batch_indices, lfr_features, make_examples
 from models.paraformer.model import TRAINING_ONLY_SETTINGS, Paraformer, ParaformerConfig
 from models.paraformer.tokenizer import AsrTokenizer, normalize_transcript
 from models.speech_corpus.corpus import CorpusOptions, build_corpus, load_corpus
@@ -61,6 +61,7 @@ class DeviceTrainOptions:
     warmup_steps: int = 150
     min_lr_ratio: float = 0.05
     jobs: int = 16
+    spec_augment: bool = False  # the model fits its renderings closely once trained a while: masks then help
     overrides: dict[str, Any] = field(default_factory=dict)  # training-only model settings (dropout, …)
 
 
@@ -93,6 +94,34 @@ class DeviceFeatures:
         speech = self.store[rows].float() * valid[:, :, None]
         tl = self.target_lengths[i]
         return speech, lengths, self.targets[i][:, : int(tl.max())], tl
+
+
+def spec_augment_on_device(speech: torch.Tensor, lengths: torch.Tensor, augment: SpecAugment,
+                           generator: torch.Generator | None = None, n_mels: int = 80) -> torch.Tensor:
+    """SpecAugment on a padded LFR batch ``[B, T, 7·80]``, drawn per utterance as :class:`SpecAugment` does on the
+    CPU: ``freq_masks`` bands of ≤ ``freq_width`` mel bins (the same bins in all stacked frames) and
+    ``time_masks`` spans of ≤ ``time_width`` LFR frames (at most a fifth of the utterance)."""
+    b, t, d = speech.shape
+    dev = speech.device
+
+    def draw(high: torch.Tensor | int, shape: tuple[int, ...]) -> torch.Tensor:
+        u = torch.rand(shape, device=dev, generator=generator)
+        return (u * (torch.as_tensor(high, device=dev).float() + 1)).floor().long()
+
+    keep = torch.ones(b, t, d // n_mels, n_mels, device=dev, dtype=torch.bool)
+    mel = torch.arange(n_mels, device=dev)
+    for _ in range(augment.freq_masks):
+        w = draw(augment.freq_width, (b,))
+        f0 = (torch.rand(b, device=dev, generator=generator) * (n_mels - w).clamp(min=1)).floor().long()
+        band = (mel[None, :] >= f0[:, None]) & (mel[None, :] < (f0 + w)[:, None])
+        keep &= ~band[:, None, None, :]
+    frames = torch.arange(t, device=dev)
+    for _ in range(augment.time_masks):
+        w = torch.minimum(draw(augment.time_width, (b,)), lengths // 5)
+        t0 = (torch.rand(b, device=dev, generator=generator) * (lengths - w).clamp(min=1)).floor().long()
+        span = (frames[None, :] >= t0[:, None]) & (frames[None, :] < (t0 + w)[:, None])
+        keep &= ~span[:, :, None, None]
+    return speech * keep.reshape(b, t, d)
 
 
 def word_errors(hyp: str, ref: str) -> int:
@@ -182,6 +211,7 @@ def train_on_device(opts: DeviceTrainOptions) -> Path:
     logger.info("training for %.0f s", budget)
     step, epoch, done = 0, 0, False
     bf16 = device.type == "cuda"
+    augment = SpecAugment() if opts.spec_augment else None
     while not done:
         epoch += 1
         e0 = time.monotonic()
@@ -194,6 +224,8 @@ def train_on_device(opts: DeviceTrainOptions) -> Path:
             for g in optim.param_groups:
                 g["lr"] = lr_at(step, frac, opts)
             speech, lengths, targets, target_lengths = feats.batch(idx)
+            if augment is not None:
+                speech = spec_augment_on_device(speech, lengths, augment)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
                 res = model(speech, lengths, targets, target_lengths)
             optim.zero_grad(set_to_none=True)
@@ -237,6 +269,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup-steps", type=int, default=150)
     p.add_argument("--jobs", type=int, default=16, help="corpus rendering processes")
     p.add_argument("--val-limit", type=int, default=300)
+    p.add_argument("--spec-augment", action="store_true", help="SpecAugment masks on the device (off by default)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="training-only model setting, e.g. dropout=0.0 (repeatable)")
     args = p.parse_args(argv)
@@ -246,6 +279,7 @@ def main(argv: list[str] | None = None) -> int:
                               minutes=args.minutes, total_minutes=args.total_minutes,
                               limit=args.limit, seed=args.seed, copies=args.copies, max_frames=args.max_frames,
                               lr=args.lr, warmup_steps=args.warmup_steps, jobs=args.jobs, val_limit=args.val_limit,
+                              spec_augment=args.spec_augment,
                               overrides=overrides)
     if args.data_dir:
         opts.data_dir = args.data_dir

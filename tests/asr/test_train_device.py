@@ -59,3 +59,26 @@ def test_init_weights_need_the_tokenizer_and_cmvn_of_their_run(tmp_path: Path) -
     opts = ParaformerTrainOptions(work_dir=tmp_path, init_weights=tmp_path / "w.pt")
     with pytest.raises(FileNotFoundError, match=r"tokens\.model and cmvn\.npz"):
         train(opts)
+
+
+def test_device_spec_augment_masks_bands_and_spans_within_bounds() -> None:
+    from models.paraformer.data import SpecAugment
+    from models.paraformer.train_device import spec_augment_on_device
+
+    g = torch.Generator().manual_seed(0)
+    speech = torch.rand(6, 40, 560) + 1.0  # no zeros before masking
+    lengths = torch.tensor([40, 40, 30, 12, 5, 40])
+    aug = SpecAugment(freq_masks=2, freq_width=10, time_masks=2, time_width=4)
+    out = spec_augment_on_device(speech, lengths, aug, generator=g)
+    zero = out == 0
+    for b in range(6):
+        z = zero[b].reshape(40, 7, 80)
+        bins = z.all(dim=(0, 1))  # mel bins masked in every frame and every stacked frame
+        frames = z.all(dim=(1, 2))  # whole LFR frames masked
+        # every zero is explained by a masked band or a masked span
+        assert torch.equal(z, (bins[None, None, :] | frames[:, None, None]).expand(40, 7, 80))
+        assert int(bins.sum()) <= 20
+        assert int(frames.sum()) <= 2 * min(4, int(lengths[b]) // 5)
+    assert int(zero.sum()) > 0
+    off = spec_augment_on_device(speech, lengths, SpecAugment(0, 0, 0, 0), generator=g)
+    assert torch.equal(off, speech)
