@@ -7,10 +7,11 @@ warm-up, then a cosine to ``min_lr_ratio`` × peak exactly when ``minutes`` run 
 ends on an annealed model instead of a half-trained one.
 
 It starts from a checkpoint of the CPU run (``--init``: ``last.pt``, ``epochNN.pt`` or a weights-only file) and the
-run's ``tokens.model`` and ``cmvn.npz`` (in ``--work-dir``), renders its own training corpus there (a new seed gives
-new voices, speeds and noise for the same sentences), and writes the weights (float16, small enough to fetch back)
-after every epoch. The weights load into the CPU run again with ``--init`` of
-:func:`models.paraformer.train.finalize` / ``simulsub train paraformer`` (see ``import_weights``).
+run's ``tokens.model`` and ``cmvn.npz`` (in ``--work-dir``), renders its own training corpora there (a new seed gives
+new voices, speeds and noise for the same sentences; training starts on the first rendering while the others are
+made in a background process on the remaining cores), and writes the weights (float16, small enough to fetch back)
+after every epoch. A CPU run goes on from them with ``simulsub train paraformer --init-weights``;
+:func:`models.paraformer.train.finalize` exports them (``weights=``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import argparse
 import json
 import logging
 import math
+import multiprocessing as mp
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -69,19 +71,35 @@ class DeviceFeatures:
     """Every example's features in one flat float16 tensor on the device; ``batch`` gathers a padded batch."""
 
     def __init__(self, examples: list[Example], cmvn: Cmvn, device: torch.device) -> None:
+        self.device, self.cmvn = device, cmvn
+        self.count = 0
+        self.offsets = torch.zeros(0, dtype=torch.int64, device=device)
+        self.lengths = torch.zeros(0, dtype=torch.int64, device=device)
+        self.store = torch.zeros(0, FrontendOptions().feature_dim, dtype=torch.float16, device=device)
+        self.targets = torch.zeros(0, 0, dtype=torch.int64, device=device)
+        self.target_lengths = torch.zeros(0, dtype=torch.int64, device=device)
+        self.extend(examples)
+
+    def extend(self, examples: list[Example]) -> None:
+        """Append ``examples`` (their indices continue after the ones held)."""
+        if not examples:
+            return
         fopts = FrontendOptions()
-        feats = [lfr_features(ex, fopts, cmvn) for ex in examples]
-        lengths = np.array([f.shape[0] for f in feats], dtype=np.int64)
-        self.offsets = torch.from_numpy(np.concatenate([[0], np.cumsum(lengths)[:-1]])).to(device)
-        self.lengths = torch.from_numpy(lengths).to(device)
-        self.store = torch.from_numpy(np.concatenate(feats).astype(np.float16)).to(device)
-        lmax = max(len(ex.ids) for ex in examples)
+        feats = [lfr_features(ex, fopts, self.cmvn) for ex in examples]
+        lengths = torch.tensor([f.shape[0] for f in feats], dtype=torch.int64, device=self.device)
+        starts = torch.cumsum(lengths, 0) - lengths + self.store.shape[0]
+        self.offsets = torch.cat([self.offsets, starts])
+        self.lengths = torch.cat([self.lengths, lengths])
+        self.store = torch.cat([self.store, torch.from_numpy(np.concatenate(feats).astype(np.float16)).to(self.device)])
+        lmax = max(max(len(ex.ids) for ex in examples), self.targets.shape[1])
         targets = np.full((len(examples), lmax), -1, dtype=np.int64)
         for i, ex in enumerate(examples):
             targets[i, : len(ex.ids)] = ex.ids
-        self.targets = torch.from_numpy(targets).to(device)
-        self.target_lengths = torch.tensor([len(ex.ids) for ex in examples], dtype=torch.int64, device=device)
-        self.device = device
+        held = torch.nn.functional.pad(self.targets, (0, lmax - self.targets.shape[1]), value=-1)
+        self.targets = torch.cat([held, torch.from_numpy(targets).to(self.device)])
+        self.target_lengths = torch.cat([self.target_lengths, torch.tensor([len(ex.ids) for ex in examples],
+                                                                          dtype=torch.int64, device=self.device)])
+        self.count += len(examples)
 
     def batch(self, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """speech ``[B, T, 560]`` float32, lengths, targets ``[B, L]`` (-1 padded), target lengths."""
@@ -154,6 +172,28 @@ def device_wer(model: Paraformer, feats: DeviceFeatures, examples: list[Example]
     return 100.0 * errors / max(1, words)
 
 
+def train_corpus_dir(opts: DeviceTrainOptions, seed: int) -> Path:
+    """Where the rendering with ``seed`` goes (the CPU trainer's naming, one copy)."""
+    limit = f"-l{opts.limit}" if opts.limit else ""
+    return opts.work_dir / "corpus" / f"train-s{seed}-c1{limit}-f{opts.festival_share:g}"
+
+
+def render_corpus(opts: DeviceTrainOptions, seed: int, jobs: int) -> Path:
+    """One rendering of every training sentence (``seed`` draws voices, speeds, noise)."""
+    out = train_corpus_dir(opts, seed)
+    plan = VoicePlan(split="train", festival_share=opts.festival_share)
+    build_corpus(CorpusOptions(opts.data_dir / "train.en", out, seed=seed, copies=1, limit=opts.limit, plan=plan,
+                               jobs=max(1, jobs)), progress=False)
+    return out
+
+
+def render_corpora(opts: DeviceTrainOptions, seeds: list[int], jobs: int) -> None:
+    """The background process: render one corpus per seed, in order."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    for seed in seeds:
+        render_corpus(opts, seed, jobs)
+
+
 def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Model weights (float32) and config from a ``last.pt``, ``epochNN.pt`` or weights file of this module."""
     ck = torch.load(path, map_location="cpu", weights_only=False)
@@ -173,18 +213,22 @@ def train_on_device(opts: DeviceTrainOptions) -> Path:
     started = time.monotonic()
     device = torch.device(opts.device)
     opts.out_dir.mkdir(parents=True, exist_ok=True)
-    train_dir = opts.work_dir / "corpus" / f"train-s{opts.seed}-c{opts.copies}-f{opts.festival_share:g}"
+    train_dirs = [train_corpus_dir(opts, opts.seed + k) for k in range(max(1, opts.copies))]
     val_dir = opts.work_dir / "corpus" / f"val-s{opts.val_seed}-l{opts.val_limit}"
-    plan = VoicePlan(split="train", festival_share=opts.festival_share)
-    build_corpus(CorpusOptions(opts.data_dir / "train.en", train_dir, seed=opts.seed, copies=opts.copies,
-                               limit=opts.limit, plan=plan, jobs=opts.jobs), progress=False)
+    render_corpus(opts, opts.seed, opts.jobs)
     build_corpus(CorpusOptions(opts.data_dir / "val.en", val_dir, seed=opts.val_seed, limit=opts.val_limit,
                                plan=VoicePlan.clean("train"), jobs=opts.jobs), progress=False)
-    logger.info("corpora ready after %.0f s", time.monotonic() - started)
+    # the other renderings are made while the first one trains (spawned before CUDA is touched)
+    background = None
+    if len(train_dirs) > 1:
+        background = mp.get_context("spawn").Process(
+            target=render_corpora, args=(opts, [opts.seed + k for k in range(1, len(train_dirs))], opts.jobs - 1))
+        background.start()
+    logger.info("first corpus ready after %.0f s", time.monotonic() - started)
     tok = AsrTokenizer(opts.work_dir / "tokens.model")
     d = np.load(opts.work_dir / "cmvn.npz")
     cmvn = Cmvn(d["shift"], d["scale"])
-    train_ex = make_examples(load_corpus(train_dir), tok)
+    train_ex = make_examples(load_corpus(train_dirs[0]), tok)
     val_ex = make_examples(load_corpus(val_dir), tok, max_ratio=10.0)
     feats, val_feats = DeviceFeatures(train_ex, cmvn, device), DeviceFeatures(val_ex, cmvn, device)
     logger.info("%d training / %d validation utterances on %s after %.0f s", len(train_ex), len(val_ex), device,
@@ -213,6 +257,17 @@ def train_on_device(opts: DeviceTrainOptions) -> Path:
     bf16 = device.type == "cuda"
     augment = SpecAugment() if opts.spec_augment else None
     while not done:
+        if background is not None and not background.is_alive():
+            if background.exitcode != 0:
+                logger.warning("background rendering failed (exit %s): training on the first corpus only",
+                               background.exitcode)
+            else:
+                for extra in train_dirs[1:]:
+                    more = make_examples(load_corpus(extra), tok)
+                    train_ex.extend(more)
+                    feats.extend(more)
+                logger.info("added the background renderings: %d training utterances", len(train_ex))
+            background = None
         epoch += 1
         e0 = time.monotonic()
         sums = {"loss": 0.0, "acc": 0.0, "n": 0}
@@ -247,6 +302,9 @@ def train_on_device(opts: DeviceTrainOptions) -> Path:
                     "config": model.config.to_dict(), "log": log, "options": {k: str(v) for k, v in
                                                                              asdict(opts).items()}}, out)
         (opts.out_dir / "device_log.json").write_text(json.dumps(log, indent=1), encoding="utf-8")
+    if background is not None:  # the budget ran out before the other renderings were done
+        background.terminate()
+        background.join()
     logger.info("done after %.0f s in all", time.monotonic() - started)
     return out
 

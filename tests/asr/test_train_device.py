@@ -82,3 +82,15 @@ def test_device_spec_augment_masks_bands_and_spans_within_bounds() -> None:
     assert int(zero.sum()) > 0
     off = spec_augment_on_device(speech, lengths, SpecAugment(0, 0, 0, 0), generator=g)
     assert torch.equal(off, speech)
+
+
+def test_features_extended_later_equal_features_loaded_at_once() -> None:
+    examples = _examples()
+    cmvn = Cmvn(np.zeros(560, np.float32), np.ones(560, np.float32))
+    at_once = DeviceFeatures(examples, cmvn, torch.device("cpu"))
+    grown = DeviceFeatures(examples[:2], cmvn, torch.device("cpu"))
+    grown.extend(examples[2:])
+    assert grown.count == at_once.count == 4
+    idx = [3, 2, 0]
+    for a, b in zip(grown.batch(idx), at_once.batch(idx), strict=True):
+        assert torch.equal(a, b)
