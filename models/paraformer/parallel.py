@@ -78,20 +78,29 @@ def average_gradients(model: torch.nn.Module, world: int, flag: float = 0.0) -> 
     """Average the gradients of ``model`` over the group (one all-reduce of a flat buffer) and return the sum of
     every worker's ``flag`` (how a decision such as "stop now" reaches all workers in the same step).
 
-    Only parameters with a gradient take part; which ones have one (e.g. no decoder gradients during the encoder
-    warm-up) depends on the step alone, so it is the same in every worker."""
+    Every trainable parameter takes part; one without a gradient in this worker's step counts as zeros (whether a
+    parameter gets one can depend on the batch: the decoder's target embeddings only when glancing replaced some
+    token, which a well-trained model may not do in a whole batch), so every worker sends the same sizes. One that
+    no worker has a gradient for (the decoder during the encoder warm-up) keeps none, so the optimiser skips it."""
     import torch.distributed as dist
 
-    params = [p for p in model.parameters() if p.grad is not None]
-    flat = torch.cat([*(p.grad.reshape(-1).float() for p in params if p.grad is not None),
-                      torch.tensor([flag], dtype=torch.float32)])
+    params = [p for p in model.parameters() if p.requires_grad]
+    has = torch.tensor([float(p.grad is not None) for p in params])
+    flat = torch.cat([*(p.grad.reshape(-1).float() if p.grad is not None else torch.zeros(p.numel())
+                        for p in params), has, torch.tensor([flag], dtype=torch.float32)])
     dist.all_reduce(flat)
     total_flag = float(flat[-1])
-    flat = flat[:-1] / world
+    anyone = flat[-1 - len(params) : -1] > 0
+    flat = flat[: -1 - len(params)] / world
     offset = 0
-    for p in params:
-        assert p.grad is not None
-        n = p.grad.numel()
-        p.grad.copy_(flat[offset : offset + n].view_as(p.grad))
+    for i, p in enumerate(params):
+        n = p.numel()
+        avg = flat[offset : offset + n].view_as(p).to(p.dtype)
         offset += n
+        if not bool(anyone[i]):
+            continue
+        if p.grad is None:
+            p.grad = avg.clone()
+        else:
+            p.grad.copy_(avg)
     return total_flag

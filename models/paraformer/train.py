@@ -250,7 +250,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
     torch.manual_seed(opts.seed)
     model = Paraformer(opts.model_config(len(tok)))
     optim = torch.optim.AdamW(model.parameters(), lr=opts.lr, betas=(0.9, 0.98), weight_decay=0.01)
-    state = TrainState()
+    state = TrainState(workers=world)
     last = opts.work_dir / "last.pt"
     if last.is_file():
         ck = torch.load(last, map_location="cpu", weights_only=False)  # train() checked (and grew) it

@@ -123,10 +123,11 @@ def test_data_parallel_workers_share_the_batches_and_resume_alone(tmp_path: Path
     train_ex = prepare(opts)[2]
     n_batches = len(batch_indices(train_ex, max_frames=120, seed=opts.seed, epoch=1))
     assert n_batches >= 4 and log[0]["step"] == n_batches // 2  # two workers: half the steps, same data
-    opts.epochs, opts.processes, opts.max_minutes = 2, 1, 1e-6
-    train(opts)  # the data-parallel checkpoint resumes in one process; stops after one step (mid-epoch)
     import torch
 
+    assert torch.load(work / "last.pt", map_location="cpu", weights_only=False)["state"]["workers"] == 2
+    opts.epochs, opts.processes, opts.max_minutes = 2, 1, 1e-6
+    train(opts)  # the data-parallel checkpoint resumes in one process; stops after one step (mid-epoch)
     state = torch.load(work / "last.pt", map_location="cpu", weights_only=False)["state"]
     assert state["epoch"] == 1 and state["batch"] == 1 and state["workers"] == 1
     opts.processes, opts.max_minutes = 2, 0.0
