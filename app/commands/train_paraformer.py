@@ -69,6 +69,8 @@ def add_family(fam: Any) -> None:
                    help="after training, average the last --average checkpoints and write the ONNX directory "
                         "to DIR (default: models/pretrained/paraformer-en)")
     p.add_argument("--average", type=int, default=3, help="checkpoints to average on export (default 3)")
+    p.add_argument("--int8-only", action="store_true",
+                   help="export only the int8 graphs (implied when exporting to the bundled default directory)")
     p.set_defaults(run=run_paraformer)
 
 
@@ -98,7 +100,8 @@ def run_paraformer(args: argparse.Namespace) -> int:
         raise UserError(str(e)) from None
     if args.export:
         try:
-            out = finalize(work, Path(args.export), average_last=args.average)
+            int8_only = args.int8_only or Path(args.export).resolve() == DEFAULT_EXPORT.resolve()
+            out = finalize(work, Path(args.export), average_last=args.average, int8_only=int8_only)
         except FileNotFoundError as e:
             raise UserError(str(e)) from None
         print(f"wrote {out}")

@@ -229,6 +229,11 @@ class ParaformerOnnx:
         if self._enc is None:
             enc = parts.encoder_quant if self._quantized and parts.encoder_quant else parts.encoder
             dec = parts.decoder_quant if self._quantized and parts.decoder_quant else parts.decoder
+            # a directory shipped int8 only (as the bundled one is) still runs where float graphs were asked for
+            if not self._quantized and parts.encoder_quant and parts.decoder_quant and not (
+                    (self.model_dir / enc).is_file() and (self.model_dir / dec).is_file()):
+                logger.warning("%s has no float streaming graphs; using the int8 ones", self.model_dir)
+                enc, dec = parts.encoder_quant, parts.decoder_quant
             for name in (enc, dec):
                 if not (self.model_dir / name).is_file():
                     raise ModelDirError(f"{self.model_dir} lists {name} in config.yaml but the file is missing")

@@ -361,9 +361,9 @@ def average_checkpoints(work_dir: Path, last_n: int) -> Paraformer:
 
 
 def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 3, quantized: bool = True,
-             weights: Path | None = None) -> Path:
+             weights: Path | None = None, int8_only: bool = False) -> Path:
     """Average the last checkpoints (or take the ``weights`` file) and write the ONNX model directory to
-    ``out_dir``."""
+    ``out_dir``; ``int8_only`` keeps only the int8 graphs (what is bundled)."""
     from models.paraformer.export import export_directory
 
     if weights is not None:
@@ -386,6 +386,9 @@ def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 3, quantized:
                            tokens=tok.token_list, spm_model=work_dir / "tokens.model", quantized=quantized,
                            extra=extra)
     write_model_card(out, model, history, average_last=average_last)
+    if int8_only and quantized:
+        for name in ("model.onnx", "stream_encoder.onnx", "stream_decoder.onnx"):
+            (out / name).unlink(missing_ok=True)
     return out
 
 

@@ -87,6 +87,11 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     rt = ParaformerOnnx(out, quantized=True)
     assert len(rt.tokens) == len(json.loads((out / "tokens.json").read_text()))
     assert isinstance(rt.transcribe(np.zeros(16000, np.float32)), str)
+    small = finalize(work, tmp_path / "int8", average_last=2, int8_only=True)  # what gets bundled
+    assert not any((small / n).exists() for n in ("model.onnx", "stream_encoder.onnx", "stream_decoder.onnx"))
+    assert len(list(small.glob("*_quant.onnx"))) == 3
+    float_asked = ParaformerOnnx(small, quantized=False)  # e.g. on CUDA: the int8 graphs still serve
+    assert float_asked.encode(np.zeros((8, 560), np.float32))[0].shape[0] == 8
     # a new run from these weights (same tokenizer and CMVN): one step away from them, not a fresh init
     init = tmp_path / "init"
     init.mkdir()
