@@ -19,11 +19,14 @@ class LexiconTranslator:
         self.calls.append((source, beam_size, target_prefix, prefix_bias_beta))
         words = source.split()
         out = []
-        for i, w in enumerate(words):
+        for i, raw in enumerate(words):
+            w = raw[:-1] if len(raw) > 1 and raw.endswith(".") else raw  # "runs." reads as "runs" "."
             if w.lower() == "a":
-                out.append("eine" if "woman" in words[i + 1 :] else "ein")
+                out.append("eine" if any(x.rstrip(".") == "woman" for x in words[i + 1 :]) else "ein")
             else:
                 out.append(LEXICON.get(w.lower(), w.upper()))
+            if w != raw:
+                out.append(".")
         if target_prefix and not prefix_bias_beta:
             pre = target_prefix.split()
             out = pre + out[len(pre) :]

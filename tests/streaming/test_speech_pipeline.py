@@ -105,7 +105,7 @@ def test_two_utterances_two_segments_with_pre_roll() -> None:
     # the ASR starts 300 ms (pre-roll) before the detected onset at 1.0 s (frame granularity: 32 ms)
     assert first.start_ms == pytest.approx(700.0, abs=40.0)
     assert second.start_ms == pytest.approx(4300.0 - 300.0, abs=40.0)
-    assert first.source == "a man walks the woman runs" and first.record.prediction == "eine Mann geht der Frau rennt"
+    assert first.source == "a man walks the woman runs" and first.record.prediction == "eine Mann geht der Frau rennt ."
     assert second.source == "a man walks the"
     assert any(e["type"] == "partial" for e in events)
     for e in events:  # every event lies inside its segment and carries the segment's start
