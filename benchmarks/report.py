@@ -29,12 +29,14 @@ def text_table(text: dict[str, dict[str, float]]) -> list[str]:
     return lines
 
 
-def speech_table(speech: dict[str, dict[str, float]], text: dict[str, dict[str, float]]) -> list[str]:
+def speech_table(speech: dict[str, dict[str, float]], text: dict[str, dict[str, float]], *,
+                 comparable: bool = True) -> list[str]:
+    """``comparable``: text and speech scored the same sentences, so their BLEU ratio means something."""
     lines = ["| system | BLEU | WER | AL (s) | LAAL (s) | LAAL_CA (s) | NE | RTF | speech / text BLEU |",
              "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for label, s in speech.items():
         t = text.get(label, {}).get("BLEU")
-        share = f"{100 * s['BLEU'] / t:.0f} %" if t else "–"
+        share = f"{100 * s['BLEU'] / t:.0f} %" if t and comparable else "–"
         lines.append(f"| {label} | {_f(s.get('BLEU'))} | {_f(s.get('WER'))} | {_f(_ms_to_s(s.get('AL')))} | "
                      f"{_f(_ms_to_s(s.get('LAAL')))} | {_f(_ms_to_s(s.get('LAAL_CA')))} | {_f(s.get('NE'))} | "
                      f"{_f(s.get('rtf'), 3)} | {share} |")
@@ -115,7 +117,10 @@ def write_report(result: dict[str, Any], out: Path, results_dir: Path) -> Path:
             f"## Speech: {result['n_speech']} recordings (held-out espeak voices), full cascade", "",
             "VAD → streaming Paraformer (600 ms chunks, 300 ms look-ahead) → policy. The ASR runs once; each policy "
             "gets the same hypotheses with the ASR compute time measured on that run.", "",
-            *speech_table(result["speech"], result["text"]), "",
+            *speech_table(result["speech"], result["text"], comparable=result["n_speech"] == result["n_text"]), "",
+            *([] if result["n_speech"] == result["n_text"] else
+              [f"No speech / text BLEU: the text rows scored {result['n_text']} sentences, these "
+               f"{result['n_speech']} (`--text-limit N --speech-limit N` compares the same sentences).", ""]),
             "## ASR alone", "",
             "| decoding | WER | RTF |", "|---|---:|---:|",
             f"| offline | {_f(asr.get('offline_WER'))} | {_f(asr.get('offline_rtf'), 4)} |",

@@ -30,3 +30,13 @@ def test_bench_writes_report_json_and_plots(tiny_export: tuple[Path, Any], tmp_p
         assert heading in md
     assert (tmp_path / "results" / "bench_quality_latency.png").stat().st_size > 10_000
     assert json.loads((tmp_path / "results" / "bench.json").read_text())["n_text"] == 3
+
+
+def test_speech_to_text_bleu_share_only_for_the_same_sentences() -> None:
+    from benchmarks.report import speech_table
+
+    speech = {"reta beam 4": {"BLEU": 30.0, "WER": 5.0, "AL": 1200.0, "LAAL": 1300.0, "LAAL_CA": 1500.0, "NE": 1.0,
+                              "rtf": 0.1}}
+    text = {"reta beam 4": {"BLEU": 40.0}}
+    assert speech_table(speech, text)[-1].endswith("| 75 % |")
+    assert speech_table(speech, text, comparable=False)[-1].endswith("| – |")
