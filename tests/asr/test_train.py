@@ -103,6 +103,21 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     start = torch.load(work / "epoch02.pt", weights_only=False)["model"]
     after = torch.load(init / "last.pt", weights_only=False)["model"]
     assert max(float((after[k] - start[k]).abs().max()) for k in start) < 0.01
+    # the accelerator trainer, run on the CPU: renders its own corpus, trains to its clock, writes float16 weights
+    # (and their mean over the last epochs) that load back as a CPU run's starting point
+    from models.paraformer.train_device import DeviceTrainOptions, train_on_device
+
+    dev = DeviceTrainOptions(work_dir=init, init=work / "epoch02.pt", out_dir=tmp_path / "dev", data_dir=data,
+                             device="cpu", minutes=0.15, copies=2, val_limit=2, festival_share=0.0, max_frames=400,
+                             jobs=1, warmup_steps=2)
+    weights = train_on_device(dev)
+    got = torch.load(weights, weights_only=False)
+    assert got["log"][0]["epoch"] == 0 and got["log"][-1]["step"] > 0
+    assert {v.dtype for v in got["model"].values()} == {torch.float16}
+    avg = tmp_path / "dev" / "paraformer_weights_avg.pt"
+    if len(got["log"]) > 2:  # at least two epochs trained
+        assert torch.load(avg, weights_only=False)["averaged"] >= 2
+    assert finalize(work, tmp_path / "from-device", weights=weights, int8_only=True).is_dir()
     opts.epochs, opts.d_model = 3, 16
     with pytest.raises(ValueError, match="d_model"):
         train(opts)  # resuming with another architecture fails with a clear message
