@@ -52,8 +52,11 @@ def die_with_parent(parent_pid: int) -> bool:
 
 
 def _entry(rank: int, fn: Callable[[Any, int, int], object], opts: Any, world: int, port: int,
-           parent_pid: int) -> None:
+           parent_pid: int, log_level: int = logging.WARNING) -> None:
     import torch.distributed as dist
+
+    # a spawned worker starts with bare logging: give it the launcher's level, so its INFO lines are not lost
+    logging.basicConfig(level=log_level, format=f"%(levelname)s %(name)s [worker {rank}]: %(message)s")
 
     if not die_with_parent(parent_pid):
         logger.warning("worker %d: cannot tie its life to the launcher's; stop it by its own pid", rank)
@@ -71,7 +74,8 @@ def spawn_workers(fn: Callable[[Any, int, int], object], opts: Any, world: int) 
     (an exception in any worker is raised here)."""
     import torch.multiprocessing as mp
 
-    mp.spawn(_entry, args=(fn, opts, world, free_port(), os.getpid()), nprocs=world, join=True)
+    mp.spawn(_entry, args=(fn, opts, world, free_port(), os.getpid(), logging.getLogger().getEffectiveLevel()),
+             nprocs=world, join=True)
 
 
 def average_gradients(model: torch.nn.Module, world: int, flag: float = 0.0) -> float:

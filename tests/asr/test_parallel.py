@@ -24,14 +24,27 @@ def _worker(opts: dict[str, Any], rank: int, world: int) -> None:
         loss = loss + model["b"](torch.tensor([1])).sum()
     loss.backward()
     flag = average_gradients(model, world, float(rank == 1))
+    import logging
+
+    logging.getLogger("tests.worker").info("worker %d averaged", rank)
     torch.save({"grads": {n: None if p.grad is None else p.grad.clone() for n, p in model.named_parameters()},
                 "flag": flag}, Path(opts["out"]) / f"rank{rank}.pt")
 
 
-def test_a_parameter_without_gradient_in_one_worker_is_averaged_as_zero(tmp_path: Path) -> None:
+def test_a_parameter_without_gradient_in_one_worker_is_averaged_as_zero(tmp_path: Path, capfd: Any) -> None:
+    import logging
+
     from models.paraformer.parallel import spawn_workers
 
-    spawn_workers(_worker, {"out": str(tmp_path)}, 2)
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.INFO)
+    try:
+        spawn_workers(_worker, {"out": str(tmp_path)}, 2)
+    finally:
+        root.setLevel(level)
+    err = capfd.readouterr().err
+    assert "[worker 0]: worker 0 averaged" in err and "[worker 1]: worker 1 averaged" in err  # launcher's level
     r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))
     assert r0["flag"] == r1["flag"] == 1.0
     for name in ("a.weight", "a.bias", "b.weight"):
