@@ -18,7 +18,7 @@ from streaming.caption import CaptionState, common_prefix_len
 from streaming.clock import SimulatedClock, perf_ms
 from streaming.instance import InstanceRecord
 from streaming.policy import Policy
-from streaming.types import SourceState, TargetState
+from streaming.types import SENTENCE_END, SourceState, TargetState
 
 
 class AsrHypothesis(Protocol):
@@ -40,9 +40,6 @@ def confirmed_prefix(previous: tuple[str, ...], current: tuple[str, ...], *, fin
         return len(current)
     agreed = common_prefix_len(previous, current)
     return max(0, min(agreed, len(current) - 1))
-
-
-SENTENCE_END = (".", "!", "?")
 
 
 def written_form(words: tuple[str, ...], *, final: bool) -> tuple[str, ...]:

@@ -61,3 +61,6 @@ class TargetState:
 
 
 EMPTY_TARGET = TargetState()
+
+# punctuation that ends a sentence (also CJK full-width forms)
+SENTENCE_END = (".", "!", "?", "。", "！", "？")

@@ -96,6 +96,15 @@ class Batch:
     texts: list[str]
 
 
+def padded_targets(examples: Sequence[Example], width: int = 0) -> np.ndarray:
+    """Token ids ``[N, max(width, longest)]`` int64, padded with -1."""
+    lmax = max([width, *(len(ex.ids) for ex in examples)])
+    targets = np.full((len(examples), lmax), -1, dtype=np.int64)
+    for i, ex in enumerate(examples):
+        targets[i, : len(ex.ids)] = ex.ids
+    return targets
+
+
 def collate(examples: Sequence[Example], opts: FrontendOptions, cmvn: Cmvn | None,
             augment: SpecAugment | None = None, rng: np.random.Generator | None = None) -> Batch:
     feats = [lfr_features(ex, opts, cmvn) for ex in examples]
@@ -105,10 +114,7 @@ def collate(examples: Sequence[Example], opts: FrontendOptions, cmvn: Cmvn | Non
     speech = np.zeros((len(feats), t, opts.feature_dim), dtype=np.float32)
     for i, f in enumerate(feats):
         speech[i, : f.shape[0]] = f
-    lmax = max(len(ex.ids) for ex in examples)
-    targets = np.full((len(examples), lmax), -1, dtype=np.int64)
-    for i, ex in enumerate(examples):
-        targets[i, : len(ex.ids)] = ex.ids
+    targets = padded_targets(examples)
     return Batch(
         speech=torch.from_numpy(speech),
         lengths=torch.tensor([f.shape[0] for f in feats], dtype=torch.int64),

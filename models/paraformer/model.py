@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, cast
 
 import torch
@@ -401,3 +402,10 @@ class Paraformer(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def load_weights(path: Path) -> tuple[dict[str, Tensor], dict[str, Any]]:
+    """Model weights (float32) and config dict from a ``last.pt``, an ``epochNN.pt`` or a float16 weights file of
+    :mod:`models.paraformer.train_device`."""
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    return {k: v.float() for k, v in ck["model"].items()}, dict(ck["config"])

@@ -31,7 +31,7 @@ from models.paraformer.data import (
     iterate_batches,
     make_examples,
 )
-from models.paraformer.model import TRAINING_ONLY_SETTINGS, Paraformer, ParaformerConfig
+from models.paraformer.model import TRAINING_ONLY_SETTINGS, Paraformer, ParaformerConfig, load_weights
 from models.paraformer.parallel import average_gradients, spawn_workers
 from models.paraformer.tokenizer import AsrTokenizer, normalize_transcript, train_asr_spm
 from models.speech_corpus.corpus import CorpusOptions, build_corpus, load_corpus, read_lines
@@ -263,8 +263,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
         state.workers = world
         logger.info("resumed from %s: epoch %d batch %d step %d", last, state.epoch, state.batch, state.step)
     elif opts.init_weights is not None:
-        init = torch.load(opts.init_weights, map_location="cpu", weights_only=False)
-        model.load_state_dict({k: v.float() for k, v in init["model"].items()})
+        model.load_state_dict(load_weights(opts.init_weights)[0])
         logger.info("starting from the weights of %s", opts.init_weights)
     if rank:  # other dropout masks and chunk geometries than the lead worker's
         torch.manual_seed(opts.seed * 1009 + rank * 7919 + state.step)
@@ -367,9 +366,9 @@ def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 3, quantized:
     from models.paraformer.export import export_directory
 
     if weights is not None:
-        ck = torch.load(weights, map_location="cpu", weights_only=False)
-        model = Paraformer(ParaformerConfig.from_dict(ck["config"]))
-        model.load_state_dict({k: v.float() for k, v in ck["model"].items()})
+        state, config = load_weights(weights)
+        model = Paraformer(ParaformerConfig.from_dict(config))
+        model.load_state_dict(state)
         model.eval()
         average_last = 1
     else:

@@ -30,8 +30,15 @@ import numpy as np
 import torch
 
 from models.asr.frontend import Cmvn, FrontendOptions
-from models.paraformer.data import Example, SpecAugment, batch_indices, lfr_features, make_examples
-from models.paraformer.model import TRAINING_ONLY_SETTINGS, Paraformer, ParaformerConfig
+from models.paraformer.data import (
+    Example,
+    SpecAugment,
+    batch_indices,
+    lfr_features,
+    make_examples,
+    padded_targets,
+)
+from models.paraformer.model import TRAINING_ONLY_SETTINGS, Paraformer, ParaformerConfig, load_weights
 from models.paraformer.tokenizer import AsrTokenizer, normalize_transcript
 from models.speech_corpus.corpus import CorpusOptions, build_corpus, load_corpus
 from models.speech_corpus.voices import VoicePlan
@@ -92,11 +99,8 @@ class DeviceFeatures:
         self.offsets = torch.cat([self.offsets, starts])
         self.lengths = torch.cat([self.lengths, lengths])
         self.store = torch.cat([self.store, torch.from_numpy(np.concatenate(feats).astype(np.float16)).to(self.device)])
-        lmax = max(max(len(ex.ids) for ex in examples), self.targets.shape[1])
-        targets = np.full((len(examples), lmax), -1, dtype=np.int64)
-        for i, ex in enumerate(examples):
-            targets[i, : len(ex.ids)] = ex.ids
-        held = torch.nn.functional.pad(self.targets, (0, lmax - self.targets.shape[1]), value=-1)
+        targets = padded_targets(examples, width=self.targets.shape[1])
+        held = torch.nn.functional.pad(self.targets, (0, targets.shape[1] - self.targets.shape[1]), value=-1)
         self.targets = torch.cat([held, torch.from_numpy(targets).to(self.device)])
         self.target_lengths = torch.cat([self.target_lengths, torch.tensor([len(ex.ids) for ex in examples],
                                                                           dtype=torch.int64, device=self.device)])
@@ -198,12 +202,6 @@ def render_corpora(opts: DeviceTrainOptions, seeds: list[int], jobs: int) -> Non
 def _half(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """float16 copies on the CPU (what is fetched back: 13 MB for the 6.6 M-parameter model)."""
     return {k: v.detach().to("cpu", torch.float16) for k, v in state.items()}
-
-
-def load_weights(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    """Model weights (float32) and config from a ``last.pt``, ``epochNN.pt`` or weights file of this module."""
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    return {k: v.float() for k, v in ck["model"].items()}, dict(ck["config"])
 
 
 def lr_at(step: int, frac: float, opts: DeviceTrainOptions) -> float:

@@ -19,10 +19,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from streaming.translator import SentenceTranslator
-from streaming.types import EMPTY_TARGET, SourceState, TargetState
+from streaming.types import EMPTY_TARGET, SENTENCE_END, SourceState, TargetState
 
 PrefixMode = Literal["off", "forced", "biased"]
-SENTENCE_END = (".", "!", "?", "。", "！", "？")
 PREFIX_MODES: tuple[PrefixMode, ...] = ("off", "forced", "biased")
 
 
