@@ -151,6 +151,9 @@ def capacity(url: str, pid: int, pcm: bytes, ks: list[int]) -> list[dict[str, An
     return rows
 
 
+LEAD_MS = 20_000.0
+
+
 def soak(url: str, pid: int, pcm: bytes, minutes: float) -> list[tuple[float, float]]:
     """Accelerated stream of ``minutes`` of audio; (audio minutes sent, server RSS MiB) every 10 s of audio."""
     from websockets.sync.client import connect
@@ -161,15 +164,22 @@ def soak(url: str, pid: int, pcm: bytes, minutes: float) -> list[tuple[float, fl
         ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
         sent = 0
         next_mark = 10 * 32000
+        heard_ms = 0.0  # the server's progress: end_ms of the newest caption event
         while sent < total:
             chunk = pcm[sent % len(pcm) : sent % len(pcm) + 3200] or pcm[:3200]
             ws.send(chunk)
             sent += len(chunk)
-            while True:  # drain replies so the socket never backs up
+            # drain replies so the socket never backs up; stay at most LEAD_MS of audio ahead of the server, as a
+            # flood would queue the client's keepalive pongs behind megabytes of audio
+            while True:
+                ahead = sent / 32.0 - heard_ms > LEAD_MS
                 try:
-                    ws.recv(timeout=0)
+                    event = json.loads(ws.recv(timeout=5.0 if ahead else 0))
                 except TimeoutError:
+                    if ahead:
+                        heard_ms = sent / 32.0 - LEAD_MS  # a long silence: no event to wait for
                     break
+                heard_ms = max(heard_ms, float(event.get("end_ms") or 0.0))
             if sent >= next_mark:
                 samples.append((sent / 32000 / 60, rss_mb(pid)))
                 next_mark += 10 * 32000

@@ -69,6 +69,9 @@ def add_family(fam: Any) -> None:
                    help="after training, average the last --average checkpoints and write the ONNX directory "
                         "to DIR (default: models/pretrained/paraformer-en)")
     p.add_argument("--average", type=int, default=3, help="checkpoints to average on export (default 3)")
+    p.add_argument("--export-weights", metavar="FILE", nargs="+",
+                   help="export the mean of these weight files (epochNN.pt, last.pt, train_device outputs) instead "
+                        "of training; --work-dir must hold the tokens.model and cmvn.npz they were trained with")
     p.add_argument("--int8-only", action="store_true",
                    help="export only the int8 graphs (implied when exporting to the bundled default directory)")
     p.set_defaults(run=run_paraformer)
@@ -94,15 +97,22 @@ def run_paraformer(args: argparse.Namespace) -> int:
         opts.data_dir = Path(args.data_dir)
     if args.init_weights:
         opts.init_weights = Path(args.init_weights)
+    weights = [Path(w) for w in args.export_weights or []]
+    for w in weights:
+        if not w.is_file():
+            raise UserError(f"--export-weights: {w} does not exist")
+    if weights and not args.export:
+        args.export = str(DEFAULT_EXPORT)
     try:
-        work = train(opts)
+        work = opts.work_dir if weights else train(opts)
     except (FileNotFoundError, ValueError) as e:
         raise UserError(str(e)) from None
     if args.export:
         try:
             int8_only = args.int8_only or Path(args.export).resolve() == DEFAULT_EXPORT.resolve()
-            out = finalize(work, Path(args.export), average_last=args.average, int8_only=int8_only)
-        except FileNotFoundError as e:
+            out = finalize(work, Path(args.export), average_last=args.average, int8_only=int8_only,
+                           weights=weights or None)
+        except (FileNotFoundError, ValueError) as e:
             raise UserError(str(e)) from None
         print(f"wrote {out}")
     return 0

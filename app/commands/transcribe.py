@@ -27,13 +27,34 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object (texts, rtf, WER) as the last line")
     p.add_argument("--streaming", action="store_true",
                    help="decode as a live stream (chunks + look-ahead, CIF state carried) instead of offline")
+    p.add_argument("--one-pass", action="store_true",
+                   help="streaming: the final hypothesis from the chunk encodings too (default: a second, offline "
+                        "pass over each segment gives the final, as FunASR's 2pass mode)")
     p.add_argument("--chunk-ms", type=float, default=600.0, help="streaming chunk in ms (default 600)")
     p.add_argument("--lookahead-ms", type=float, default=300.0, help="streaming look-ahead in ms (default 300)")
     p.add_argument("--float", dest="quantized", action="store_false",
                    help="use model.onnx instead of the int8 model_quant.onnx")
+    p.add_argument("--greedy", action="store_true",
+                   help="argmax per token slot: no LM fusion, no CTC rescoring (what FunASR's runtime does)")
+    p.add_argument("--lm-weight", type=float, metavar="W",
+                   help="LM fusion weight (default: the model's config.yaml → simulsub.decoding; 0 = no LM)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
     add_device_argument(p)
     p.set_defaults(run=run)
+
+
+def decoding_options(model_dir: Path, *, greedy: bool, lm_weight: float | None) -> Any:
+    """The directory's decoding settings with the command line's overrides (None: keep the directory's)."""
+    from dataclasses import replace
+
+    from models.asr.decoding import DecodeOptions
+    from models.asr.runtime import ModelConfig, read_config
+
+    if greedy:
+        return DecodeOptions.greedy()
+    if lm_weight is None:
+        return None
+    return replace(ModelConfig.from_yaml(read_config(model_dir)).decoding, lm_weight=lm_weight)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -54,14 +75,17 @@ def run(args: argparse.Namespace) -> int:
     if not model_dir.is_dir():
         raise UserError(f"cannot load ASR model: {model_dir} does not exist (pass --model DIR, a Paraformer ONNX "
                         "directory, or train the default with `simulsub train paraformer --export`)")
+    if args.lm_weight is not None and args.lm_weight < 0:
+        raise UserError("--lm-weight must be ≥ 0")
     try:
+        decoding = decoding_options(model_dir, greedy=args.greedy, lm_weight=args.lm_weight)
         model = ParaformerOnnx(model_dir, quantized=args.quantized and device == "cpu", threads=args.threads,
-                               providers=onnx_providers(device))
+                               providers=onnx_providers(device), decoding=decoding)
     except (ModelDirError, ValueError) as e:
         raise UserError(f"cannot load ASR model: {e}") from None
     recognizer = None
     if args.streaming:
-        opts = StreamingOptions(chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms)
+        opts = StreamingOptions(chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, two_pass=not args.one_pass)
         recognizer = StreamingRecognizer(model, opts)
     texts: list[str] = []
     audio_s = compute_s = 0.0
@@ -83,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
         audio_s += audio.size / model.sample_rate
         texts.append(text)
         print(text, flush=True)
+    mode = ("streaming one-pass" if args.one_pass else "streaming two-pass") if args.streaming else "offline"
     result: dict[str, Any] = {"texts": texts, "rtf": round(compute_s / max(audio_s, 1e-9), 5),
-                              "audio_s": round(audio_s, 3), "mode": "streaming" if args.streaming else "offline"}
+                              "audio_s": round(audio_s, 3), "mode": mode,
+                              "decoding": model.decoding_summary}
     if refs is not None:
         from streaming.metrics.quality import word_error_rate
 

@@ -15,18 +15,23 @@ an encoder ``speech, speech_lengths → enc, enc_len, alphas`` and a decoder
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import yaml
 
+from models.asr.decoding import DecodeOptions, Lexicon, decode
 from models.asr.frontend import Cmvn, Frontend, FrontendOptions, read_am_mvn
+from models.asr.lm import TokenNgramLM
 from models.asr.tokens import TokenList
 from streaming.cif import DEFAULT_TAIL, DEFAULT_THRESHOLD
 
 logger = logging.getLogger(__name__)
+
+
+CTC_OUTPUT = "ctc_logprobs"  # optional extra output of our graphs: the CTC head's log-softmax per encoder frame
 
 
 class ModelDirError(ValueError):
@@ -56,12 +61,17 @@ class ModelConfig:
     threshold: float = DEFAULT_THRESHOLD
     tail: float = DEFAULT_TAIL
     streaming: StreamingParts | None = None
+    decoding: DecodeOptions = field(default_factory=DecodeOptions)
+    lm_file: str | None = None
 
     @classmethod
     def from_yaml(cls, data: dict[str, Any]) -> ModelConfig:
         model_conf = data.get("model_conf") or {}
         pred = data.get("predictor_conf") or {}
-        own = (data.get("simulsub") or {}).get("streaming")
+        ours = data.get("simulsub") or {}
+        own = ours.get("streaming")
+        raw_dec = ours.get("decoding")
+        dec: dict[str, Any] = raw_dec if isinstance(raw_dec, dict) else {}
         parts = None
         if isinstance(own, dict) and own.get("encoder") and own.get("decoder"):
             parts = StreamingParts(
@@ -74,6 +84,8 @@ class ModelConfig:
             threshold=float(pred.get("threshold", DEFAULT_THRESHOLD)),
             tail=float(pred.get("tail_threshold", DEFAULT_TAIL)),
             streaming=parts,
+            decoding=DecodeOptions.from_config(dec),
+            lm_file=str(dec["lm"]) if dec.get("lm") else None,
         )
 
 
@@ -138,16 +150,37 @@ class ParaformerOnnx:
         quantized: bool = False,
         threads: int = 1,
         providers: list[str] | None = None,
+        decoding: DecodeOptions | None = None,
     ) -> None:
+        """``decoding`` overrides the directory's ``simulsub.decoding`` settings (``DecodeOptions.greedy()``:
+        argmax, no LM or CTC)."""
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise ModelDirError(f"ASR model directory {self.model_dir} does not exist")
         raw = read_config(self.model_dir)
-        self.config = ModelConfig.from_yaml(raw)
+        try:
+            self.config = ModelConfig.from_yaml(raw)
+        except (TypeError, ValueError) as e:
+            raise ModelDirError(f"{self.model_dir}/config.yaml: {e}") from None
+        self.decoding = decoding or self.config.decoding
+        self.lm: TokenNgramLM | None = None
+        if self.config.lm_file and self.decoding.lm_weight > 0:
+            lm_path = self.model_dir / self.config.lm_file
+            if not lm_path.is_file():
+                raise ModelDirError(f"{self.model_dir}/config.yaml names the LM {self.config.lm_file}, which is "
+                                    "missing")
+            try:
+                self.lm = TokenNgramLM.load(lm_path)
+            except ValueError as e:
+                raise ModelDirError(str(e)) from None
         try:
             self.tokens = TokenList.load(self.model_dir, raw)
         except (FileNotFoundError, ValueError) as e:
             raise ModelDirError(str(e)) from None
+        self.lexicon: Lexicon | None = None
+        if self.lm is not None and self.lm.words and any(t.startswith("▁") for t in self.tokens.tokens):
+            special = {i for i in range(len(self.tokens)) if self.tokens.is_special(i)}
+            self.lexicon = Lexicon(self.lm.words, self.tokens.tokens, special)
         mvn = self.model_dir / "am.mvn"
         cmvn: Cmvn | None = None
         if mvn.is_file():
@@ -175,10 +208,24 @@ class ParaformerOnnx:
         out_names = [o.name for o in self.session.get_outputs()]
         if len(out_names) < 2:
             raise ModelDirError(f"{path} has outputs {out_names}; expected logits and token_num")
+        self._offline_ctc = CTC_OUTPUT in out_names
 
     @property
     def sample_rate(self) -> int:
         return self.config.frontend.fs
+
+    @property
+    def decoding_summary(self) -> str:
+        """How tokens are chosen, in words: ``greedy`` or the beam with its LM / CTC weights."""
+        d = self.decoding
+        parts = []
+        if self.lm is not None and d.lm_weight > 0:
+            parts.append(f"LM {d.lm_weight:g} ({self.config.lm_file})")
+        if self._offline_ctc and d.ctc_weight > 0:
+            parts.append(f"CTC {d.ctc_weight:g}" + (f", skip {d.skip_penalty:g}" if d.skip_penalty > 0 else ""))
+        if self.lexicon is not None and d.oov_penalty > 0:
+            parts.append(f"unknown word {d.oov_penalty:g}")
+        return f"beam {d.beam}: " + ", ".join(parts) if parts else "greedy"
 
     @property
     def has_streaming(self) -> bool:
@@ -189,8 +236,8 @@ class ParaformerOnnx:
         """LFR + CMVN features ``[frames, 560]`` of 16 kHz float audio."""
         return self.frontend(audio)
 
-    def recognize_features(self, feats: np.ndarray) -> Recognition:
-        """Offline decoding of one utterance's features ``[T, D]``."""
+    def recognize_features(self, feats: np.ndarray, *, partial: bool = False) -> Recognition:
+        """Offline decoding of one utterance's features ``[T, D]`` (``partial``: with the narrower partial beam)."""
         if feats.shape[0] == 0:
             return Recognition(ids=(), text="", score=0.0)
         inputs = self.session.get_inputs()
@@ -199,23 +246,32 @@ class ParaformerOnnx:
             inputs[1].name: np.array([feats.shape[0]], dtype=np.int32),
         }
         try:
-            logits, token_num = self.session.run(None, feed)[:2]
+            outs = self.session.run(None, feed)
         except Exception as e:  # onnxruntime's own exception types (InvalidArgument, Fail, …)
             raise AsrRunError(f"{self.model_dir}: the offline graph failed on {feats.shape[0]} feature frames "
                               f"({str(e).splitlines()[0][:300]})") from None
+        logits, token_num = outs[:2]
+        ctc = None
+        if self._offline_ctc:
+            names = [o.name for o in self.session.get_outputs()]
+            ctc = np.asarray(outs[names.index(CTC_OUTPUT)])[0]
         n = int(np.asarray(token_num).reshape(-1)[0])
-        return self.decode_logits(np.asarray(logits)[0, :n], drop_end_slot=True)
+        return self.decode_logits(np.asarray(logits)[0, :n], drop_end_slot=True, ctc=ctc, partial=partial)
 
-    def decode_logits(self, logits: np.ndarray, *, drop_end_slot: bool) -> Recognition:
-        """Greedy (argmax) tokens of ``logits`` ``[N, V]``; ``drop_end_slot`` removes the predictor-bias slot."""
+    def decode_logits(self, logits: np.ndarray, *, drop_end_slot: bool, ctc: np.ndarray | None = None,
+                      partial: bool = False) -> Recognition:
+        """Tokens of decoder log-probs ``logits`` ``[N, V]``: argmax, or the LM/CTC beam of
+        :mod:`models.asr.decoding` as the directory (or ``decoding``) sets it; ``ctc`` ``[T, V]`` are the CTC
+        log-probs of the utterance's encoder frames; ``drop_end_slot`` removes the predictor-bias slot; ``partial``
+        (a streaming partial) narrows the beam to ``partial_beam``."""
         if drop_end_slot and self.config.predictor_bias > 0:
             logits = logits[: max(0, logits.shape[0] - self.config.predictor_bias)]
         if logits.shape[0] == 0:
             return Recognition(ids=(), text="", score=0.0)
-        ids = logits.argmax(axis=-1)
-        score = float(logits.max(axis=-1).sum())
-        id_list = tuple(int(i) for i in ids)
-        return Recognition(ids=id_list, text=self.tokens.to_text(id_list), score=score)
+        opts = replace(self.decoding, beam=self.decoding.partial_beam) if partial else self.decoding
+        got = decode(logits, opts, lm=self.lm, ctc_logprobs=ctc, blank=max(self.tokens.blank_id, 0),
+                     lexicon=self.lexicon)
+        return Recognition(ids=got.ids, text=self.tokens.to_text(got.ids), score=got.score)
 
     def transcribe(self, audio: np.ndarray) -> str:
         """Text of one 16 kHz float utterance (offline: the whole audio at once)."""
@@ -241,13 +297,16 @@ class ParaformerOnnx:
             self._dec = _session(self.model_dir / dec, self.threads, self._providers)
         return self._enc, self._dec
 
-    def encode(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Streaming encoder on a window of features ``[T, D]`` → encoder output ``[T, H]`` and alphas ``[T]``."""
+    def encode(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Streaming encoder on a window of features ``[T, D]`` → encoder output ``[T, H]``, alphas ``[T]`` and,
+        when the graph has a CTC head, its log-probs ``[T, V]`` (else None)."""
         enc_s, _ = self._streaming_sessions()
-        enc, _, alphas = enc_s.run(
+        outs = enc_s.run(
             None, {"speech": feats[None].astype(np.float32), "speech_lengths": np.array([feats.shape[0]], np.int32)}
         )
-        return np.asarray(enc)[0], np.asarray(alphas)[0]
+        names = [o.name for o in enc_s.get_outputs()]
+        ctc = np.asarray(outs[names.index(CTC_OUTPUT)])[0] if CTC_OUTPUT in names else None
+        return np.asarray(outs[0])[0], np.asarray(outs[2])[0], ctc
 
     def decode_embeddings(self, enc: np.ndarray, embeds: np.ndarray) -> np.ndarray:
         """Parallel decoder: encoder memory ``[T, H]`` and CIF embeddings ``[N, H]`` → log-probs ``[N, V]``."""

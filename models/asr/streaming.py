@@ -5,8 +5,11 @@ Audio (16 kHz float) arrives in pieces of any size. Features are computed increm
 ``[left context | chunk | look-ahead]`` and keeps the outputs and CIF weights (alphas) of the chunk frames
 only. CIF (:mod:`streaming.cif`) integrates those alphas starting from the leftover weight and partial
 embedding of the previous chunk. The parallel decoder then re-decodes all tokens fired so far against the
-encoder memory so far: that partial hypothesis may revise earlier words. ``finish`` encodes the rest, adds
-the CIF tail and returns the final hypothesis of the segment, then resets for the next one.
+encoder memory so far: that partial hypothesis may revise earlier words. ``finish`` returns the final hypothesis of
+the segment, then resets for the next one. By default the final is a second pass: the offline graph decodes the
+whole segment at once, with full left context, as FunASR's "2pass" mode does. That costs one offline pass per
+segment, a few ms per second of speech. With ``two_pass=False``, ``finish`` instead encodes the rest in chunks, adds
+the CIF tail and decodes from the chunk encodings (one pass).
 
 Model directories without the split graphs (FunASR's offline exports) are still streamed: the offline graph
 re-decodes the whole segment so far at every chunk (correct, but its cost grows with the segment).
@@ -26,11 +29,13 @@ from streaming.cif import CifState, cif_finish, cif_step
 
 @dataclass(frozen=True)
 class StreamingOptions:
-    """Chunking in ms of 16 kHz audio (rounded to whole 60 ms LFR frames, at least one)."""
+    """Chunking in ms of 16 kHz audio (rounded to whole 60 ms LFR frames, at least one); ``two_pass``: the final
+    hypothesis comes from the offline graph over the whole segment (else from the chunk encodings)."""
 
     chunk_ms: float = 600.0
     lookahead_ms: float = 300.0
     left_context_ms: float = 3000.0
+    two_pass: bool = True  # the final hypothesis re-decodes the whole segment with the offline graph
 
     def frames(self, frame_ms: float) -> tuple[int, int, int]:
         """(chunk, look-ahead, left context) in LFR frames."""
@@ -73,6 +78,7 @@ class StreamingRecognizer:
         self._feats = np.zeros((0, self.model.config.frontend.feature_dim), dtype=np.float32)
         self._done = 0  # LFR frames already encoded (streaming) or decoded (fallback)
         self._memory: list[np.ndarray] = []
+        self._ctc: list[np.ndarray] = []  # CTC log-probs of the encoded frames (graphs with a CTC head)
         self._fired: list[np.ndarray] = []
         self._cif: CifState | None = None
         self._samples = 0
@@ -110,7 +116,7 @@ class StreamingRecognizer:
         """End of segment: the final hypothesis (CIF tail added); the recogniser is reset afterwards."""
         t0 = time.perf_counter()
         feats = np.concatenate([self._feats, self._frontend.finish()], axis=0)
-        if self.model.has_streaming:
+        if self.model.has_streaming and not self.opts.two_pass:
             while self._done < feats.shape[0]:
                 end = min(self._done + self.chunk, feats.shape[0])
                 self._encode_chunk(feats, end, min(end + self.lookahead, feats.shape[0]))
@@ -132,8 +138,10 @@ class StreamingRecognizer:
         """Encode frames ``[done, end)`` with left context and look-ahead up to ``right``; run CIF on them."""
         start = self._done
         win = max(0, start - self.left)
-        enc, alphas = self.model.encode(feats[win:right])
+        enc, alphas, ctc = self.model.encode(feats[win:right])
         enc_c, alphas_c = enc[start - win : end - win], alphas[start - win : end - win]
+        if ctc is not None:
+            self._ctc.append(ctc[start - win : end - win])
         if self._cif is None:
             self._cif = CifState(dim=enc.shape[1], frames=start)
         out = cif_step(alphas_c, enc_c, self._cif, threshold=self.model.config.threshold)
@@ -149,12 +157,14 @@ class StreamingRecognizer:
         if embeds.shape[0] == 0:
             return Recognition(ids=(), text="", score=0.0)
         logits = self.model.decode_embeddings(np.concatenate(self._memory, axis=0), embeds)
-        return self.model.decode_logits(logits, drop_end_slot=final)
+        # partials: LM fusion only; the final also gets CTC rescoring over all of the segment's frames
+        ctc = np.concatenate(self._ctc, axis=0) if final and self._ctc else None
+        return self.model.decode_logits(logits, drop_end_slot=final, ctc=ctc, partial=not final)
 
     def _partial(self, feats: np.ndarray) -> Recognition:
         if self.model.has_streaming:
             return self._decode(self._fired, final=False)
-        return self.model.recognize_features(feats[: self._done])
+        return self.model.recognize_features(feats[: self._done], partial=True)
 
     def _final_streaming(self) -> Recognition:
         fired = list(self._fired)

@@ -5,6 +5,8 @@ Written files:
 - ``model.onnx`` / ``model_quant.onnx`` (onnxruntime dynamic int8): ``speech`` float32 ``[B, T, 560]`` and
   ``speech_lengths`` int32 ``[B]`` → ``logits`` ``[B, N, V]`` (log-softmax) and ``token_num`` int32 ``[B]``;
 - ``stream_encoder.onnx`` (+ ``_quant``): ``speech, speech_lengths → enc, enc_len, alphas``;
+- with a CTC head, both graphs add ``ctc_logprobs`` ``[B, T, V]`` (the head's log-softmax per encoder frame), which
+  :mod:`models.asr.decoding` uses to rescore (FunASR's runtime reads the first two outputs and ignores it);
 - ``stream_decoder.onnx`` (+ ``_quant``): ``enc, enc_len, acoustic_embeds, acoustic_embeds_len → logits``;
 - ``config.yaml`` (``frontend_conf``, ``model_conf.predictor_bias``, ``predictor_conf``, ``simulsub.streaming``),
   ``am.mvn`` (Kaldi nnet text CMVN), ``tokens.json`` (id → token list).
@@ -20,6 +22,7 @@ import torch
 import yaml
 from torch import Tensor, nn
 
+from models.asr.decoding import DecodeOptions
 from models.asr.frontend import Cmvn, FrontendOptions, write_am_mvn
 from models.asr.tokens import TokenList
 from models.paraformer.model import Paraformer, lengths_to_mask
@@ -34,8 +37,11 @@ class _Offline(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, speech: Tensor, speech_lengths: Tensor) -> tuple[Tensor, Tensor]:
-        return self.model.infer(speech, speech_lengths.to(torch.int64))
+    def forward(self, speech: Tensor, speech_lengths: Tensor) -> tuple[Tensor, ...]:
+        if self.model.ctc is None:
+            return self.model.infer(speech, speech_lengths.to(torch.int64))
+        logits, token_num, ctc = self.model.infer(speech, speech_lengths.to(torch.int64), with_ctc=True)
+        return logits, token_num, ctc
 
 
 class _StreamEncoder(nn.Module):
@@ -43,9 +49,11 @@ class _StreamEncoder(nn.Module):
         super().__init__()
         self.model = model
 
-    def forward(self, speech: Tensor, speech_lengths: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    def forward(self, speech: Tensor, speech_lengths: Tensor) -> tuple[Tensor, ...]:
         enc, _, alphas = self.model.encode(speech, speech_lengths.to(torch.int64))
-        return enc, speech_lengths, alphas
+        if self.model.ctc is None:
+            return enc, speech_lengths, alphas
+        return enc, speech_lengths, alphas, self.model.ctc_log_probs(enc)
 
 
 class _StreamDecoder(nn.Module):
@@ -93,16 +101,19 @@ def export_onnx(model: Paraformer, out_dir: Path, *, quantized: bool = True) -> 
     speech = torch.randn(1, 40, d_in)
     lengths = torch.tensor([40], dtype=torch.int32)
     written: list[Path] = []
+    ctc_out = ["ctc_logprobs"] if model.ctc is not None else []
+    ctc_axes = {"ctc_logprobs": {0: "batch", 1: "frames"}} if ctc_out else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         _export(_Offline(model), (speech, lengths), out_dir / "model.onnx", ["speech", "speech_lengths"],
-                ["logits", "token_num"],
+                ["logits", "token_num", *ctc_out],
                 {"speech": {0: "batch", 1: "frames"}, "speech_lengths": {0: "batch"},
-                 "logits": {0: "batch", 1: "tokens"}, "token_num": {0: "batch"}})
+                 "logits": {0: "batch", 1: "tokens"}, "token_num": {0: "batch"}, **ctc_axes})
         _export(_StreamEncoder(model), (speech, lengths), out_dir / "stream_encoder.onnx",
-                ["speech", "speech_lengths"], ["enc", "enc_len", "alphas"],
+                ["speech", "speech_lengths"], ["enc", "enc_len", "alphas", *ctc_out],
                 {"speech": {0: "batch", 1: "frames"}, "speech_lengths": {0: "batch"},
-                 "enc": {0: "batch", 1: "frames"}, "enc_len": {0: "batch"}, "alphas": {0: "batch", 1: "frames"}})
+                 "enc": {0: "batch", 1: "frames"}, "enc_len": {0: "batch"}, "alphas": {0: "batch", 1: "frames"},
+                 **ctc_axes})
         enc = torch.randn(1, 40, d)
         emb = torch.randn(1, 7, d)
         _export(_StreamDecoder(model), (enc, lengths, emb, torch.tensor([7], dtype=torch.int32)),
@@ -143,7 +154,10 @@ def write_config(model: Paraformer, out_dir: Path, frontend: FrontendOptions, *,
         "frontend_conf": frontend.to_config(),
         "tokenizer": "SentencePieceTokenizer",
         "tokenizer_conf": {"bpemodel": "tokens.model"},
-        "simulsub": {"streaming": streaming, "architecture": c.to_dict(), **(extra or {})},
+        "simulsub": {"streaming": streaming, "architecture": c.to_dict(),
+                     "decoding": DecodeOptions().to_config() if model.ctc is not None else
+                     {**DecodeOptions().to_config(), "ctc_weight": 0.0, "skip_penalty": 0.0},
+                     **(extra or {})},
     }
     path = out_dir / "config.yaml"
     path.write_text(yaml.safe_dump(conf, sort_keys=False, allow_unicode=True), encoding="utf-8")

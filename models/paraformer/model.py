@@ -283,8 +283,9 @@ class Paraformer(nn.Module):
         enc = self.encoder(speech, mask, att_mask)
         return enc, mask, self.predictor(enc, mask)
 
-    def infer(self, speech: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
-        """Offline decoding graph: log-probabilities ``[B, N, V]`` and token counts int32 ``[B]``."""
+    def infer(self, speech: Tensor, lengths: Tensor, *, with_ctc: bool = False) -> tuple[Tensor, ...]:
+        """Offline decoding graph: log-probabilities ``[B, N, V]`` and token counts int32 ``[B]`` (and, with
+        ``with_ctc``, the CTC head's log-probs ``[B, T, V]``)."""
         enc, mask, alphas = self.encode(speech, lengths)
         a, h = add_tail(alphas, enc, lengths, self.config.tail_threshold)
         token_num = torch.floor(a.sum(dim=1) / self.config.threshold + 1e-4)
@@ -294,7 +295,10 @@ class Paraformer(nn.Module):
         embeds = cif_dense(a / self.config.threshold, h, token_num, slots)
         tok_mask = lengths_to_mask(token_num.to(torch.int64), embeds.shape[1])
         logits = self.decoder(embeds, tok_mask, enc, mask)
-        return torch.log_softmax(logits, dim=-1), token_num.to(torch.int32)
+        out = (torch.log_softmax(logits, dim=-1), token_num.to(torch.int32))
+        if with_ctc:
+            return (*out, self.ctc_log_probs(enc))
+        return out
 
     def forward(self, speech: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor, *,
                 encoder_only: bool = False) -> LossOutput:
@@ -350,7 +354,7 @@ class Paraformer(nn.Module):
         ctc_val = align_val = 0.0
         ctc_loss: Tensor | None = None
         if self.ctc is not None:
-            ctc_lp = self._ctc_log_probs(enc)
+            ctc_lp = self.ctc_log_probs(enc)
             ctc = self._ctc_from(ctc_lp, lengths, targets, target_lengths)
             loss = (1 - c.ctc_weight) * att + c.ctc_weight * ctc + c.predictor_weight * quantity
             ctc_val = float(ctc.detach())
@@ -384,14 +388,14 @@ class Paraformer(nn.Module):
         bce = -(target * torch.log(alphas) + (1 - target) * torch.log1p(-alphas))
         return (bce * valid).sum() / valid.sum().clamp(min=1)
 
-    def _ctc_log_probs(self, enc: Tensor) -> Tensor:
+    def ctc_log_probs(self, enc: Tensor) -> Tensor:
         """CTC log-probabilities ``[B, T, V]``, float32 even under bf16 autocast."""
         assert self.ctc is not None
         return torch.log_softmax(self.ctc(enc).float(), dim=-1)
 
     def _ctc(self, enc: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
         """CTC loss per target token."""
-        return self._ctc_from(self._ctc_log_probs(enc), lengths, targets, target_lengths)
+        return self._ctc_from(self.ctc_log_probs(enc), lengths, targets, target_lengths)
 
     def _ctc_from(self, ctc_lp: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor) -> Tensor:
         lp = ctc_lp.transpose(0, 1)

@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -359,18 +360,35 @@ def average_checkpoints(work_dir: Path, last_n: int) -> Paraformer:
     return model.eval()
 
 
+def average_weight_files(files: Sequence[Path]) -> Paraformer:
+    """The mean of the weights in ``files`` (``epochNN.pt``, ``last.pt`` or train_device outputs); all must have
+    the same shapes, else a ValueError names the odd file."""
+    if not files:
+        raise ValueError("no weight files to average")
+    loaded = [load_weights(f) for f in files]
+    state0, config = loaded[0]
+    shapes = {k: v.shape for k, v in state0.items()}
+    for f, (state, _) in zip(files[1:], loaded[1:], strict=True):
+        if {k: v.shape for k, v in state.items()} != shapes:
+            raise ValueError(f"{f} has other layer shapes than {files[0]}: weights of different models cannot be "
+                             "averaged")
+    model = Paraformer(ParaformerConfig.from_dict(config))
+    model.load_state_dict({k: sum(s[k] for s, _ in loaded) / len(loaded) for k in state0})
+    return model.eval()
+
+
 def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 3, quantized: bool = True,
-             weights: Path | None = None, int8_only: bool = False) -> Path:
-    """Average the last checkpoints (or take the ``weights`` file) and write the ONNX model directory to
-    ``out_dir``; ``int8_only`` keeps only the int8 graphs (what is bundled)."""
+             weights: Path | Sequence[Path] | None = None, int8_only: bool = False) -> Path:
+    """Average the last checkpoints (or the ``weights`` files: one, or several of the same shapes, averaged) and
+    write the ONNX model directory to ``out_dir``; ``int8_only`` keeps only the int8 graphs (what is bundled)."""
     from models.paraformer.export import export_directory
 
+    weight_files: list[Path] = []
     if weights is not None:
-        state, config = load_weights(weights)
-        model = Paraformer(ParaformerConfig.from_dict(config))
-        model.load_state_dict(state)
-        model.eval()
-        average_last = 1
+        weight_files = [Path(weights)] if isinstance(weights, (str, Path)) else [Path(w) for w in weights]
+    if weight_files:
+        model = average_weight_files(weight_files)
+        average_last = len(weight_files)
     else:
         model = average_checkpoints(work_dir, average_last)
     tok = AsrTokenizer(work_dir / "tokens.model")

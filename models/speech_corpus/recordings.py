@@ -25,6 +25,7 @@ import soundfile as sf
 from models.speech_corpus.render import render_many, utterance_seed
 from models.speech_corpus.voices import VoicePlan, choose_voice
 from models.text.data import multi30k_dir, read_lines
+from streaming.types import SENTENCE_END
 
 SR = 16000
 
@@ -43,6 +44,12 @@ def write_sentences(out: Path, en: list[str], de: list[str], seed: int) -> None:
         sf.write(d / f"{i:02d}.flac", audio, SR)
     (out / "sentences.en").write_text("\n".join(en) + "\n", encoding="utf-8")
     (out / "sentences.de").write_text("\n".join(de) + "\n", encoding="utf-8")
+
+
+def join_sentences(sentences: Sequence[str]) -> str:
+    """One reference line from several sentences, each ending in ``.``, ``!`` or ``?`` (Multi30k often has no full
+    stop), so that scoring splits the line back into exactly these sentences."""
+    return " ".join(s if s.endswith(SENTENCE_END) else s + "." for s in (x.strip() for x in sentences) if s)
 
 
 def write_longform(out: Path, talks: list[tuple[list[str], list[str]]], seed: int) -> None:
@@ -65,8 +72,8 @@ def write_longform(out: Path, talks: list[tuple[list[str], list[str]]], seed: in
             parts.append(pause)
             pos += pause.size
         sf.write(d / f"talk{t + 1}.flac", np.concatenate(parts), SR)
-        en_lines.append(" ".join(en))
-        de_lines.append(" ".join(de))
+        en_lines.append(join_sentences(en))
+        de_lines.append(join_sentences(de))
         times.append(json.dumps(spans))
     (out / "longform.en").write_text("\n".join(en_lines) + "\n", encoding="utf-8")
     (out / "longform.de").write_text("\n".join(de_lines) + "\n", encoding="utf-8")

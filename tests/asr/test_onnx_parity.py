@@ -28,7 +28,10 @@ def test_export_writes_funasr_layout(tiny_export: tuple[Path, Any]) -> None:
 
     graph = onnx.load(str(out / "model.onnx")).graph
     assert [i.name for i in graph.input] == ["speech", "speech_lengths"]
-    assert [o.name for o in graph.output] == ["logits", "token_num"]
+    assert [o.name for o in graph.output] == ["logits", "token_num", "ctc_logprobs"]  # FunASR reads the first two
+    enc_graph = onnx.load(str(out / "stream_encoder.onnx")).graph
+    assert [o.name for o in enc_graph.output] == ["enc", "enc_len", "alphas", "ctc_logprobs"]
+    assert set(conf["simulsub"]["decoding"]) >= {"lm_weight", "ctc_weight", "skip_penalty", "beam", "top_k"}
     assert graph.input[1].type.tensor_type.elem_type == onnx.TensorProto.INT32
 
 
@@ -38,8 +41,9 @@ def test_offline_onnx_matches_torch(tiny_export: tuple[Path, Any], frames: int) 
     rt = ParaformerOnnx(out)
     x = np.random.default_rng(frames).standard_normal((1, frames, 560)).astype(np.float32)
     with torch.no_grad():
-        logp, num = model.infer(torch.from_numpy(x), torch.tensor([frames]))
-    logits, token_num = rt.session.run(None, {"speech": x, "speech_lengths": np.array([frames], np.int32)})
+        logp, num, ctc = model.infer(torch.from_numpy(x), torch.tensor([frames]), with_ctc=True)
+    logits, token_num, ctc_onnx = rt.session.run(None, {"speech": x, "speech_lengths": np.array([frames], np.int32)})
+    np.testing.assert_allclose(ctc_onnx, ctc.numpy(), atol=1e-4)
     assert token_num.dtype == np.int32
     assert int(token_num[0]) == int(num[0]) > 0
     np.testing.assert_allclose(logits, logp.numpy(), atol=1e-4)
@@ -53,7 +57,7 @@ def test_batched_onnx_matches_torch(tiny_export: tuple[Path, Any]) -> None:
     lengths = np.array([50, 31], np.int32)
     with torch.no_grad():
         logp, num = model.infer(torch.from_numpy(x), torch.from_numpy(lengths).long())
-    logits, token_num = rt.session.run(None, {"speech": x, "speech_lengths": lengths})
+    logits, token_num = rt.session.run(None, {"speech": x, "speech_lengths": lengths})[:2]
     np.testing.assert_array_equal(token_num, num.numpy())
     for b in range(2):
         n = int(num[b])
@@ -74,7 +78,7 @@ def test_streaming_halves_match_torch(tiny_export: tuple[Path, Any]) -> None:
     out, model = tiny_export
     rt = ParaformerOnnx(out)
     x = np.random.default_rng(7).standard_normal((23, 560)).astype(np.float32)
-    enc, alphas = rt.encode(x)
+    enc, alphas, _ = rt.encode(x)
     with torch.no_grad():
         enc_t, _, alphas_t = model.encode(torch.from_numpy(x[None]), torch.tensor([23]))
     np.testing.assert_allclose(enc, enc_t[0].numpy(), atol=1e-4)
@@ -93,7 +97,8 @@ def test_streaming_with_full_context_equals_offline(tiny_export: tuple[Path, Any
     audio = chirp(2.5, seed=9)
     offline = rt.transcribe(audio)
     assert offline  # the random model fires tokens on this audio
-    rec = StreamingRecognizer(rt, StreamingOptions(chunk_ms=600, lookahead_ms=60_000, left_context_ms=60_000))
+    rec = StreamingRecognizer(rt, StreamingOptions(chunk_ms=600, lookahead_ms=60_000, left_context_ms=60_000,
+                                                   two_pass=False))
     partials, final = stream_audio(rec, audio, step_ms=100)
     assert final.final and final.text == offline
     assert all(not p.final for p in partials)
@@ -103,7 +108,8 @@ def test_streaming_chunks_give_partials_then_a_final(tiny_export: tuple[Path, An
     out, _ = tiny_export
     rt = ParaformerOnnx(out)
     audio = chirp(3.0, seed=10)
-    rec = StreamingRecognizer(rt, StreamingOptions(chunk_ms=600, lookahead_ms=300, left_context_ms=1200))
+    rec = StreamingRecognizer(rt, StreamingOptions(chunk_ms=600, lookahead_ms=300, left_context_ms=1200,
+                                                   two_pass=False))
     partials, final = stream_audio(rec, audio, step_ms=200)
     assert partials, "CIF should fire during the utterance"
     assert [p.audio_ms for p in partials] == sorted(p.audio_ms for p in partials)
@@ -117,6 +123,11 @@ def test_streaming_chunks_give_partials_then_a_final(tiny_export: tuple[Path, An
     assert rec.feed(np.zeros(0, np.float32)) == []
     empty = rec.finish()
     assert empty.final and empty.text == "" and empty.audio_ms == 0.0
+    # two-pass (the default): the same partials, and the final from the offline graph over the whole segment
+    two = StreamingRecognizer(rt, StreamingOptions(chunk_ms=600, lookahead_ms=300, left_context_ms=1200))
+    partials2, final2 = stream_audio(two, audio, step_ms=200)
+    assert [p.text for p in partials2] == [p.text for p in partials]
+    assert final2.final and final2.text == rt.transcribe(audio)
 
 
 def test_no_fired_token_gives_an_empty_transcript(tmp_path: Path) -> None:
@@ -132,6 +143,6 @@ def test_no_fired_token_gives_an_empty_transcript(tmp_path: Path) -> None:
                      np.ones(560, np.float32)), tokens=TokenList(list(TINY_TOKENS)))
     rt = ParaformerOnnx(tmp_path)
     x = np.random.default_rng(0).standard_normal((1, 30, 560)).astype(np.float32)
-    logits, token_num = rt.session.run(None, {"speech": x, "speech_lengths": np.array([30], np.int32)})
+    logits, token_num = rt.session.run(None, {"speech": x, "speech_lengths": np.array([30], np.int32)})[:2]
     assert int(token_num[0]) == 0 and logits.shape[1] == 1  # one masked slot, nothing to read
     assert rt.recognize_features(x[0]).text == ""

@@ -118,6 +118,20 @@ def test_train_resume_and_export(tmp_path: Path) -> None:
     if len(got["log"]) > 2:  # at least two epochs trained
         assert torch.load(avg, weights_only=False)["averaged"] >= 2
     assert finalize(work, tmp_path / "from-device", weights=weights, int8_only=True).is_dir()
+    # the bundled export is the mean of several weight files (CLI: --export-weights F1 F2 ...)
+    from models.paraformer.train import average_weight_files
+
+    e1, e2 = (torch.load(work / f"epoch0{i}.pt", weights_only=False)["model"] for i in (1, 2))
+    mean = average_weight_files([work / "epoch01.pt", work / "epoch02.pt"]).state_dict()
+    assert all(torch.allclose(mean[k], (e1[k].float() + e2[k].float()) / 2) for k in e1)
+    odd = torch.load(work / "epoch02.pt", weights_only=False)
+    key = next(iter(odd["model"]))
+    odd["model"][key] = torch.zeros(3)
+    torch.save(odd, tmp_path / "odd.pt")
+    with pytest.raises(ValueError, match="other layer shapes"):
+        average_weight_files([work / "epoch01.pt", tmp_path / "odd.pt"])
+    assert "averaged: 2" in (finalize(work, tmp_path / "mean", weights=[work / "epoch01.pt", weights],
+                                      int8_only=True) / "config.yaml").read_text()
     opts.epochs, opts.d_model = 3, 16
     with pytest.raises(ValueError, match="d_model"):
         train(opts)  # resuming with another architecture fails with a clear message

@@ -43,6 +43,12 @@ def test_transcribe_streaming_plain_output(tiny_export: tuple[Path, Any], wavs: 
     model_dir, _ = tiny_export
     assert main(["transcribe", *map(str, wavs), "--model", str(model_dir), "--streaming"]) == 0
     assert len(capsys.readouterr().out.splitlines()) == 2
+    assert main(["transcribe", *map(str, wavs), "--model", str(model_dir), "--streaming", "--one-pass", "--greedy",
+                 "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert result["mode"] == "streaming one-pass" and result["decoding"] == "greedy"
+    assert "--lm-weight must be ≥ 0" in _error(["transcribe", *map(str, wavs), "--model", str(model_dir),
+                                                "--lm-weight", "-1"], capsys)
 
 
 def _error(argv: list[str], capsys: pytest.CaptureFixture[str]) -> str:

@@ -119,6 +119,11 @@ def test_microphone_captions_appear_and_become_final(page: str, tmp_path: Path) 
         width = phone.execute_script("return document.documentElement.scrollWidth")
         assert width <= 400, f"the page scrolls sideways on a phone ({width} px)"
         assert button.is_displayed()
+        button.click()  # captions on the phone too, and they must not widen the page
+        WebDriverWait(phone, 90).until(
+            lambda drv: any(p.text.strip() for p in drv.find_elements(By.CSS_SELECTOR, "#caption p.final")))
+        width = phone.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 400, f"captions make the page scroll sideways on a phone ({width} px)"
         phone.save_screenshot(str(SHOTS / "web-phone.png"))
     finally:
         phone.quit()
