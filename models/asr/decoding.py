@@ -207,37 +207,3 @@ def _ctc_extend(x: np.ndarray, parents: list[_Hyp], tokens: list[int], out: list
         psi = np.logaddexp(psi, phi[:, t - 1] + xc[:, t])
     for i, h in enumerate(out):
         h.r_n, h.r_b, h.psi = new_n[i], new_b[i], float(psi[i])
-
-
-def ctc_sequence_logp(logprobs: np.ndarray, hyps: list[tuple[int, ...]], *, blank: int = 0) -> np.ndarray:
-    """log p_CTC(y | x) of each token sequence in ``hyps`` given frame log-probs ``[T, V]`` (the forward algorithm,
-    all hypotheses at once); a sequence that cannot fit into ``T`` frames gets ``-1e30``."""
-    t_max = logprobs.shape[0]
-    h = len(hyps)
-    s_max = 2 * max((len(y) for y in hyps), default=0) + 1
-    ext = np.full((h, s_max), blank, dtype=np.int64)  # blank, y1, blank, y2, …, blank; padded with blanks
-    valid = np.zeros((h, s_max), dtype=bool)
-    for i, y in enumerate(hyps):
-        ext[i, 1 : 2 * len(y) : 2] = y
-        valid[i, : 2 * len(y) + 1] = True
-    # the skip transition s-2 → s is allowed into a token that differs from the token two states back
-    can_skip = np.zeros((h, s_max), dtype=bool)
-    can_skip[:, 2:] = (ext[:, 2:] != blank) & (ext[:, 2:] != ext[:, :-2])
-    emit = logprobs[:, ext]  # [T, H, S]
-    alpha = np.full((h, s_max), _NEG)
-    alpha[:, 0] = emit[0, :, 0]
-    if s_max > 1:
-        alpha[:, 1] = emit[0, :, 1]
-    for t in range(1, t_max):
-        stay = alpha
-        step = np.concatenate([np.full((h, 1), _NEG), alpha[:, :-1]], axis=1)
-        jump = np.where(can_skip, np.concatenate([np.full((h, 2), _NEG), alpha[:, :-2]], axis=1), _NEG)
-        alpha = np.logaddexp(np.logaddexp(stay, step), jump) + emit[t]
-        alpha = np.where(valid, alpha, _NEG)
-    out = np.empty(h)
-    for i, y in enumerate(hyps):
-        last = 2 * len(y)
-        out[i] = np.logaddexp(alpha[i, last], alpha[i, last - 1]) if last else alpha[i, 0]
-        if out[i] < _NEG / 2:
-            out[i] = _NEG
-    return out

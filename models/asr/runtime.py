@@ -131,6 +131,12 @@ def _session(path: Path, threads: int, providers: list[str] | None) -> Any:
         raise ModelDirError(f"onnxruntime cannot load {path}: {str(e).strip()[:300]}") from None
 
 
+def _output_index(session: Any, name: str) -> int | None:
+    """Position of the output ``name`` among a session's outputs, None when the graph lacks it."""
+    names = [o.name for o in session.get_outputs()]
+    return names.index(name) if name in names else None
+
+
 @dataclass(frozen=True)
 class Recognition:
     """One decoded utterance: token ids (specials included, end slot removed), text and decoder score."""
@@ -208,7 +214,8 @@ class ParaformerOnnx:
         out_names = [o.name for o in self.session.get_outputs()]
         if len(out_names) < 2:
             raise ModelDirError(f"{path} has outputs {out_names}; expected logits and token_num")
-        self._offline_ctc = CTC_OUTPUT in out_names
+        self._offline_ctc = _output_index(self.session, CTC_OUTPUT)
+        self._enc_ctc: int | None = None
 
     @property
     def sample_rate(self) -> int:
@@ -221,7 +228,7 @@ class ParaformerOnnx:
         parts = []
         if self.lm is not None and d.lm_weight > 0:
             parts.append(f"LM {d.lm_weight:g} ({self.config.lm_file})")
-        if self._offline_ctc and d.ctc_weight > 0:
+        if self._offline_ctc is not None and d.ctc_weight > 0:
             parts.append(f"CTC {d.ctc_weight:g}" + (f", skip {d.skip_penalty:g}" if d.skip_penalty > 0 else ""))
         if self.lexicon is not None and d.oov_penalty > 0:
             parts.append(f"unknown word {d.oov_penalty:g}")
@@ -251,10 +258,7 @@ class ParaformerOnnx:
             raise AsrRunError(f"{self.model_dir}: the offline graph failed on {feats.shape[0]} feature frames "
                               f"({str(e).splitlines()[0][:300]})") from None
         logits, token_num = outs[:2]
-        ctc = None
-        if self._offline_ctc:
-            names = [o.name for o in self.session.get_outputs()]
-            ctc = np.asarray(outs[names.index(CTC_OUTPUT)])[0]
+        ctc = np.asarray(outs[self._offline_ctc])[0] if self._offline_ctc is not None else None
         n = int(np.asarray(token_num).reshape(-1)[0])
         return self.decode_logits(np.asarray(logits)[0, :n], drop_end_slot=True, ctc=ctc, partial=partial)
 
@@ -295,6 +299,7 @@ class ParaformerOnnx:
                     raise ModelDirError(f"{self.model_dir} lists {name} in config.yaml but the file is missing")
             self._enc = _session(self.model_dir / enc, self.threads, self._providers)
             self._dec = _session(self.model_dir / dec, self.threads, self._providers)
+            self._enc_ctc = _output_index(self._enc, CTC_OUTPUT)
         return self._enc, self._dec
 
     def encode(self, feats: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
@@ -304,8 +309,7 @@ class ParaformerOnnx:
         outs = enc_s.run(
             None, {"speech": feats[None].astype(np.float32), "speech_lengths": np.array([feats.shape[0]], np.int32)}
         )
-        names = [o.name for o in enc_s.get_outputs()]
-        ctc = np.asarray(outs[names.index(CTC_OUTPUT)])[0] if CTC_OUTPUT in names else None
+        ctc = np.asarray(outs[self._enc_ctc])[0] if self._enc_ctc is not None else None
         return np.asarray(outs[0])[0], np.asarray(outs[2])[0], ctc
 
     def decode_embeddings(self, enc: np.ndarray, embeds: np.ndarray) -> np.ndarray:
