@@ -3,9 +3,9 @@ SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
-APT_PACKAGES := espeak-ng libsndfile1 libportaudio2 chromium chromium-driver festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+APT_PACKAGES := espeak-ng libsndfile1 libportaudio2 chromium chromium-driver festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts flite fortunes wordnet-base
 
-.PHONY: setup demo lint test train-marian train-paraformer distill train-nat train-waitk train-llm clean-venv
+.PHONY: setup demo lint test train-marian train-paraformer train-whisper-paraformer distill train-nat train-waitk train-llm clean-venv
 
 setup: $(STAMP)
 
@@ -46,6 +46,9 @@ train-marian: setup
 
 train-paraformer: setup
 	$(VENV)/bin/simulsub train paraformer --processes 2 --threads 1 --export
+
+train-whisper-paraformer: setup
+	$(VENV)/bin/simulsub train whisper-paraformer --export
 
 # the NAT and wait-k models start from the AR model's checkpoints (work/marian-en-de) and its distilled data
 work/distill/distill.jsonl:

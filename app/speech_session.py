@@ -1,4 +1,4 @@
-"""Build the speech cascade (silero VAD + Paraformer streaming ASR + a policy) for the drivers.
+"""Build the speech cascade (silero VAD + streaming ASR + a policy) for the drivers.
 
 ``replay``, ``mic``, the server and the web page all get their :class:`streaming.speech_pipeline.SpeechPipeline`
 from here, so they run the same models with the same options. Loading errors become :class:`UserError`.
@@ -7,19 +7,15 @@ from here, so they run the same models with the same options. Loading errors bec
 from __future__ import annotations
 
 import argparse
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
-from app.devices import add_device_argument, onnx_providers, resolve_device
+from app.asr import ASR_PROFILES, AsrEngine, load_asr_engine, resolve_asr
+from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
 from app.policies import LATENCY_LEVELS, POLICY_NAMES, ModelCache, PolicyConfig, build_policy
-from app.profiles import PRETRAINED_DIR
 from streaming.speech_pipeline import PipelineOptions, Recognizer, SpeechPipeline
 from streaming.vad import VadOptions
-
-DEFAULT_ASR_MODEL = PRETRAINED_DIR / "paraformer-en"
 
 
 @dataclass(frozen=True)
@@ -28,6 +24,7 @@ class SpeechConfig:
 
     policy: PolicyConfig = field(default_factory=PolicyConfig)
     asr_model: Path | None = None
+    asr_profile: str = "default"  # app.asr.ASR_PROFILES: default (Whisper-Paraformer), edge, whisper (AR)
     asr_quantized: bool = True
     chunk_ms: float = 600.0
     lookahead_ms: float = 300.0
@@ -48,9 +45,12 @@ def add_speech_arguments(p: argparse.ArgumentParser, *, device_flag: str = "--de
     """
     p.add_argument("--policy", choices=POLICY_NAMES, default="reta", help="simultaneous policy (default reta)")
     p.add_argument("--model", metavar="DIR", help="translation model directory (default: the policy's bundled one)")
+    p.add_argument("--asr-profile", choices=ASR_PROFILES, default="default",
+                   help="edge: the small paraformer-en; whisper: Whisper-base's AR decoder with LocalAgreement-2 "
+                        "(hears people); default: Whisper-Paraformer once a head is bundled, else edge")
     p.add_argument("--asr-model", metavar="DIR",
-                   help="Paraformer ONNX directory, ours or a FunASR export "
-                        "(default $SIMULSUB_ASR_MODEL or models/pretrained/paraformer-en)")
+                   help="ASR directory, overriding --asr-profile: Whisper-Paraformer, Paraformer ONNX (ours or a "
+                        "FunASR export) or CTranslate2 Whisper (default $SIMULSUB_ASR_MODEL, else the profile's)")
     p.add_argument("--beam", type=int, default=4, help="reta/waitk(test-time): beam size (default 4)")
     p.add_argument("--k", type=int, default=3, help="waitk: source words read before the first target word (3)")
     p.add_argument("--latency", choices=LATENCY_LEVELS, default="medium",
@@ -81,26 +81,16 @@ def speech_config(args: argparse.Namespace) -> SpeechConfig:
                           device=device, latency=args.latency,
                           llm_model=Path(args.llm_model) if args.llm_model else None)
     return SpeechConfig(policy=policy, asr_model=Path(args.asr_model) if args.asr_model else None,
+                        asr_profile=args.asr_profile,
                         chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, vad_threshold=args.vad_threshold,
                         min_silence_ms=args.min_silence_ms, max_segment_ms=args.max_segment_ms, threads=args.threads,
                         device=device)
 
 
-def load_asr(cfg: SpeechConfig) -> Any:
-    """The Paraformer runtime (``models.asr.runtime.ParaformerOnnx``)."""
-    from models.asr.runtime import ModelDirError, ParaformerOnnx
-
-    model_dir = cfg.asr_model or Path(os.environ.get("SIMULSUB_ASR_MODEL") or DEFAULT_ASR_MODEL)
-    if not model_dir.is_dir():
-        raise UserError(f"cannot load ASR model: {model_dir} does not exist (pass --asr-model DIR, a Paraformer "
-                        "ONNX directory, or train the default with `simulsub train paraformer --export`)")
-    try:
-        # int8 weights on the CPU; on a GPU the fp32 graph (CUDA has no fast int8 MatMulInteger)
-        quantized = cfg.asr_quantized and cfg.device == "cpu"
-        return ParaformerOnnx(model_dir, quantized=quantized, threads=cfg.threads,
-                              providers=onnx_providers(cfg.device))
-    except (ModelDirError, ValueError) as e:
-        raise UserError(f"cannot load ASR model: {e}") from None
+def load_asr(cfg: SpeechConfig) -> AsrEngine:
+    """The ASR engine the config names (profile, or ``asr_model`` / ``$SIMULSUB_ASR_MODEL``)."""
+    return load_asr_engine(resolve_asr(cfg.asr_profile, cfg.asr_model), threads=cfg.threads, device=cfg.device,
+                           quantized=cfg.asr_quantized)
 
 
 class SpeechModels:
@@ -120,10 +110,7 @@ class SpeechModels:
 
     def recognizer(self) -> Recognizer:
         """A new streaming recogniser over the shared ASR model (chunk and look-ahead from the config)."""
-        from models.asr.streaming import StreamingOptions, StreamingRecognizer
-
-        return StreamingRecognizer(self.asr, StreamingOptions(chunk_ms=self.cfg.chunk_ms,
-                                                              lookahead_ms=self.cfg.lookahead_ms))
+        return self.asr.recognizer(chunk_ms=self.cfg.chunk_ms, lookahead_ms=self.cfg.lookahead_ms)
 
     def pipeline(self, policy: PolicyConfig | None = None, *, recognizer: Recognizer | None = None) -> SpeechPipeline:
         """A new pipeline for one stream (its own VAD, recogniser and policy state); ``policy`` overrides the

@@ -115,7 +115,8 @@ def write_report(result: dict[str, Any], out: Path, results_dir: Path) -> Path:
         asr = result["asr"]
         lines += [
             f"## Speech: {result['n_speech']} recordings (held-out espeak voices), full cascade", "",
-            "VAD → streaming Paraformer (600 ms chunks, 300 ms look-ahead) → policy. The ASR runs once; each policy "
+            "VAD → streaming ASR (the default: Whisper-Paraformer, 600 ms chunks, 300 ms look-ahead) → policy. The "
+            "ASR runs once; each policy "
             "gets the same hypotheses with the ASR compute time measured on that run.", "",
             *speech_table(result["speech"], result["text"], comparable=result["n_speech"] == result["n_text"]), "",
             *([] if result["n_speech"] == result["n_text"] else
@@ -126,7 +127,21 @@ def write_report(result: dict[str, Any], out: Path, results_dir: Path) -> Path:
             f"| offline | {_f(asr.get('offline_WER'))} | {_f(asr.get('offline_rtf'), 4)} |",
             f"| streaming | {_f(asr.get('streaming_WER'))} | {_f(asr.get('streaming_rtf'), 4)} |", "",
         ]
+    lines += real_speech_section(results_dir, out)
     if result["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in result["notes"]], ""]
     out.write_text("\n".join(lines), encoding="utf-8")
     return out
+
+
+def real_speech_section(results_dir: Path, out: Path) -> list[str]:
+    """The latest ``python -m benchmarks.asr_real`` result (its own run, real human clips), one level down."""
+    md = results_dir / "asr_real.md"
+    if not md.is_file():
+        return []
+    body = md.read_text(encoding="utf-8").splitlines()
+    body = ["#" + ln if ln.startswith("#") else ln for ln in body]
+    png = results_dir / "asr_real.png"
+    if png.is_file():
+        body += ["", f"![ASR on real speech]({os.path.relpath(png, out.parent)})"]
+    return [*body, ""]

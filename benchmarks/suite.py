@@ -148,7 +148,6 @@ def run_asr(speech: Any, opts: BenchOptions) -> dict[str, float]:
     import soundfile as sf
 
     from app.speech_session import SpeechConfig, load_asr
-    from models.asr.streaming import StreamingOptions, StreamingRecognizer
     from models.paraformer.tokenizer import normalize_transcript
     from streaming.metrics.quality import word_error_rate
 
@@ -156,7 +155,7 @@ def run_asr(speech: Any, opts: BenchOptions) -> dict[str, float]:
     refs = [normalize_transcript(t) for t in speech.transcripts]
     offline, streamed = [], []
     t_off = t_str = audio_s = 0.0
-    recognizer = StreamingRecognizer(asr, StreamingOptions())
+    recognizer = asr.recognizer()
     for path in speech.audio:
         audio, sr = sf.read(path, dtype="float32")
         audio_s += audio.size / sr

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from app.commands import train_paraformer
+from app.commands import train_paraformer, train_wparaformer
 from app.commands.training import training_module
 from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
@@ -30,6 +30,7 @@ def add_parser(sub: Any) -> None:
     m.add_argument("--average", type=int, default=5, help="checkpoints to average on export (default 5)")
     m.set_defaults(run=run_marian)
     train_paraformer.add_family(fam)
+    train_wparaformer.add_family(fam)
     n = fam.add_parser("nat", help="the FReTNA non-autoregressive en→de model on distilled data (simulsub distill)")
     n.add_argument("--distill-file", default="work/distill/distill.jsonl", help="output of `simulsub distill`")
     n.add_argument("--work-dir", default="work/nat-en-de", help="checkpoints and logs (default work/nat-en-de)")

@@ -1,28 +1,30 @@
-"""``simulsub transcribe AUDIO...``: speech to text with a Paraformer ONNX directory (ours or FunASR's)."""
+"""``simulsub transcribe AUDIO...``: speech to text with the chosen ASR (profile or model directory)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-from app.devices import add_device_argument, onnx_providers, resolve_device
+from app.asr import ASR_PROFILES, load_asr_engine, resolve_asr
+from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
 from app.textio import read_lines_per_audio
-
-DEFAULT_ASR_MODEL = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "paraformer-en"
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("transcribe", help="transcribe audio files (one line per file, in order)")
     p.add_argument("audio", nargs="+", metavar="AUDIO",
                    help="audio files (wav, flac, mp3, ogg; any sample rate and channel count)")
-    p.add_argument("--model", help="Paraformer ONNX directory: ours or a FunASR export "
-                                   "(default $SIMULSUB_ASR_MODEL or models/pretrained/paraformer-en)")
+    p.add_argument("--asr-profile", choices=ASR_PROFILES, default="default",
+                   help="edge: the small paraformer-en; whisper: Whisper-base's AR decoder (LocalAgreement-2 when "
+                        "streaming; hears people); default: Whisper-Paraformer once a head is bundled, else edge")
+    p.add_argument("--model", "--asr-model", dest="model", metavar="DIR",
+                   help="ASR directory, overriding --asr-profile: Whisper-Paraformer, Paraformer ONNX (ours or a "
+                        "FunASR export) or CTranslate2 Whisper (default $SIMULSUB_ASR_MODEL, else the profile's)")
     p.add_argument("--reference-file", metavar="F", help="reference transcripts, one line per audio file: report WER")
     p.add_argument("--json", action="store_true", help="print one JSON object (texts, rtf, WER) as the last line")
     p.add_argument("--streaming", action="store_true",
@@ -38,12 +40,13 @@ def add_parser(sub: Any) -> None:
                    help="argmax per token slot: no LM fusion, no CTC rescoring (what FunASR's runtime does)")
     p.add_argument("--lm-weight", type=float, metavar="W",
                    help="LM fusion weight (default: the model's config.yaml → simulsub.decoding; 0 = no LM)")
-    p.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads (default 1)")
+    p.add_argument("--beam", type=int, default=1, help="whisper (AR) profile: beam size (default 1, greedy)")
+    p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
     add_device_argument(p)
     p.set_defaults(run=run)
 
 
-def decoding_options(model_dir: Path, *, greedy: bool, lm_weight: float | None) -> Any:
+def decoding_options(model_dir: Path | None, *, greedy: bool, lm_weight: float | None) -> Any:
     """The directory's decoding settings with the command line's overrides (None: keep the directory's)."""
     from dataclasses import replace
 
@@ -52,15 +55,15 @@ def decoding_options(model_dir: Path, *, greedy: bool, lm_weight: float | None) 
 
     if greedy:
         return DecodeOptions.greedy()
-    if lm_weight is None:
+    if lm_weight is None or model_dir is None:
         return None
     return replace(ModelConfig.from_yaml(read_config(model_dir)).decoding, lm_weight=lm_weight)
 
 
 def run(args: argparse.Namespace) -> int:
     from models.asr.audio import AudioError, load_audio
-    from models.asr.runtime import AsrRunError, ModelDirError, ParaformerOnnx
-    from models.asr.streaming import StreamingOptions, StreamingRecognizer, stream_audio
+    from models.asr.runtime import AsrRunError
+    from models.asr.streaming import stream_audio
 
     for a in args.audio:
         if not Path(a).is_file():
@@ -71,27 +74,26 @@ def run(args: argparse.Namespace) -> int:
     if args.threads < 1 or args.chunk_ms <= 0 or args.lookahead_ms < 0:
         raise UserError("--threads must be ≥ 1, --chunk-ms > 0 and --lookahead-ms ≥ 0")
     device = resolve_device(args.compute_device)
-    model_dir = Path(args.model or os.environ.get("SIMULSUB_ASR_MODEL") or DEFAULT_ASR_MODEL)
-    if not model_dir.is_dir():
-        raise UserError(f"cannot load ASR model: {model_dir} does not exist (pass --model DIR, a Paraformer ONNX "
-                        "directory, or train the default with `simulsub train paraformer --export`)")
     if args.lm_weight is not None and args.lm_weight < 0:
         raise UserError("--lm-weight must be ≥ 0")
+    if args.beam < 1 or args.beam > 64:
+        raise UserError("--beam must be between 1 and 64")
+    choice = resolve_asr(args.asr_profile, args.model)
     try:
-        decoding = decoding_options(model_dir, greedy=args.greedy, lm_weight=args.lm_weight)
-        model = ParaformerOnnx(model_dir, quantized=args.quantized and device == "cpu", threads=args.threads,
-                               providers=onnx_providers(device), decoding=decoding)
-    except (ModelDirError, ValueError) as e:
+        decoding = decoding_options(choice.model_dir, greedy=args.greedy, lm_weight=args.lm_weight)
+    except ValueError as e:
         raise UserError(f"cannot load ASR model: {e}") from None
+    engine = load_asr_engine(choice, threads=args.threads, device=device, quantized=args.quantized,
+                             decoding=decoding, beam=args.beam)
     recognizer = None
     if args.streaming:
-        opts = StreamingOptions(chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, two_pass=not args.one_pass)
-        recognizer = StreamingRecognizer(model, opts)
+        recognizer = engine.recognizer(chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms,
+                                       two_pass=not args.one_pass)
     texts: list[str] = []
     audio_s = compute_s = 0.0
     for a in args.audio:
         try:
-            audio = load_audio(a, target_rate=model.sample_rate)
+            audio = load_audio(a, target_rate=engine.sample_rate)
         except AudioError as e:
             raise UserError(str(e)) from None
         t0 = time.perf_counter()
@@ -100,17 +102,17 @@ def run(args: argparse.Namespace) -> int:
                 _, final = stream_audio(recognizer, audio)
                 text = final.text
             else:
-                text = model.transcribe(audio)
+                text = engine.transcribe(audio)
         except AsrRunError as e:
             raise UserError(f"{a}: {e}") from None
         compute_s += time.perf_counter() - t0
-        audio_s += audio.size / model.sample_rate
+        audio_s += audio.size / engine.sample_rate
         texts.append(text)
         print(text, flush=True)
     mode = ("streaming one-pass" if args.one_pass else "streaming two-pass") if args.streaming else "offline"
     result: dict[str, Any] = {"texts": texts, "rtf": round(compute_s / max(audio_s, 1e-9), 5),
                               "audio_s": round(audio_s, 3), "mode": mode,
-                              "decoding": model.decoding_summary}
+                              "asr": engine.name, "decoding": engine.decoding_summary}
     if refs is not None:
         from streaming.metrics.quality import word_error_rate
 

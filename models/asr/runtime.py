@@ -194,28 +194,40 @@ class ParaformerOnnx:
                 cmvn = read_am_mvn(mvn)
             except (ValueError, UnicodeDecodeError) as e:
                 raise ModelDirError(f"cannot read {mvn}: {e}") from None
-        else:
+        elif not self.external_features:
             logger.warning("%s has no am.mvn: features are used without CMVN", self.model_dir)
         self.frontend = Frontend(self.config.frontend, cmvn)
         self.cmvn = cmvn
         self.threads = threads
         self._providers = providers
-        wanted, other = ("model_quant.onnx", "model.onnx") if quantized else ("model.onnx", "model_quant.onnx")
-        path = self.model_dir / wanted
-        if not path.is_file():
-            if not (self.model_dir / other).is_file():
-                raise ModelDirError(f"{self.model_dir} has neither model.onnx nor model_quant.onnx")
-            logger.warning("%s has no %s; using %s", self.model_dir, wanted, other)
-            path = self.model_dir / other
-        self.session = _session(path, threads, providers)
         self._quantized = quantized
         self._enc: Any = None
         self._dec: Any = None
-        out_names = [o.name for o in self.session.get_outputs()]
-        if len(out_names) < 2:
-            raise ModelDirError(f"{path} has outputs {out_names}; expected logits and token_num")
-        self._offline_ctc = _output_index(self.session, CTC_OUTPUT)
         self._enc_ctc: int | None = None
+        wanted, other = ("model_quant.onnx", "model.onnx") if quantized else ("model.onnx", "model_quant.onnx")
+        path = self.model_dir / wanted
+        self.session: Any = None
+        if not path.is_file() and (self.model_dir / other).is_file():
+            logger.warning("%s has no %s; using %s", self.model_dir, wanted, other)
+            path = self.model_dir / other
+        if path.is_file():
+            self.session = _session(path, threads, providers)
+            out_names = [o.name for o in self.session.get_outputs()]
+            if len(out_names) < 2:
+                raise ModelDirError(f"{path} has outputs {out_names}; expected logits and token_num")
+            self._offline_ctc = _output_index(self.session, CTC_OUTPUT)
+        elif self.config.streaming is not None:
+            # no offline graph shipped: offline decoding runs the streaming halves over the whole utterance
+            self._streaming_sessions()
+            self._offline_ctc = self._enc_ctc
+        else:
+            raise ModelDirError(f"{self.model_dir} has neither model.onnx nor model_quant.onnx")
+
+    @property
+    def external_features(self) -> bool:
+        """True for directories whose graphs read another encoder's frames (``simulsub.input`` in config.yaml),
+        not the fbank/LFR/CMVN frontend."""
+        return False
 
     @property
     def sample_rate(self) -> int:
@@ -247,6 +259,8 @@ class ParaformerOnnx:
         """Offline decoding of one utterance's features ``[T, D]`` (``partial``: with the narrower partial beam)."""
         if feats.shape[0] == 0:
             return Recognition(ids=(), text="", score=0.0)
+        if self.session is None:
+            return self._recognize_with_halves(feats, partial=partial)
         inputs = self.session.get_inputs()
         feed = {
             inputs[0].name: feats[None].astype(np.float32),
@@ -261,6 +275,17 @@ class ParaformerOnnx:
         ctc = np.asarray(outs[self._offline_ctc])[0] if self._offline_ctc is not None else None
         n = int(np.asarray(token_num).reshape(-1)[0])
         return self.decode_logits(np.asarray(logits)[0, :n], drop_end_slot=True, ctc=ctc, partial=partial)
+
+    def _recognize_with_halves(self, feats: np.ndarray, *, partial: bool) -> Recognition:
+        """Offline decoding through the streaming encoder (one window), numpy CIF with the tail, and the decoder."""
+        from streaming.cif import cif_offline
+
+        enc, alphas, ctc = self.encode(feats)
+        fired = cif_offline(alphas, enc, tail=self.config.tail, threshold=self.config.threshold)
+        if len(fired) == 0:
+            return Recognition(ids=(), text="", score=0.0)
+        logits = self.decode_embeddings(enc, fired.embeddings)
+        return self.decode_logits(logits, drop_end_slot=True, ctc=ctc, partial=partial)
 
     def decode_logits(self, logits: np.ndarray, *, drop_end_slot: bool, ctc: np.ndarray | None = None,
                       partial: bool = False) -> Recognition:

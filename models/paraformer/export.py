@@ -91,8 +91,9 @@ def quantize(src: Path, dst: Path) -> None:
         root.setLevel(level)
 
 
-def export_onnx(model: Paraformer, out_dir: Path, *, quantized: bool = True) -> list[Path]:
-    """Write the three graphs (and their int8 versions) to ``out_dir``; returns the written paths."""
+def export_onnx(model: Paraformer, out_dir: Path, *, quantized: bool = True, offline: bool = True) -> list[Path]:
+    """Write the three graphs (and their int8 versions) to ``out_dir``; returns the written paths. ``offline=False``
+    leaves out ``model.onnx`` (the runtime then decodes offline through the two streaming halves)."""
     import warnings
 
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -105,10 +106,11 @@ def export_onnx(model: Paraformer, out_dir: Path, *, quantized: bool = True) -> 
     ctc_axes = {"ctc_logprobs": {0: "batch", 1: "frames"}} if ctc_out else {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        _export(_Offline(model), (speech, lengths), out_dir / "model.onnx", ["speech", "speech_lengths"],
-                ["logits", "token_num", *ctc_out],
-                {"speech": {0: "batch", 1: "frames"}, "speech_lengths": {0: "batch"},
-                 "logits": {0: "batch", 1: "tokens"}, "token_num": {0: "batch"}, **ctc_axes})
+        if offline:
+            _export(_Offline(model), (speech, lengths), out_dir / "model.onnx", ["speech", "speech_lengths"],
+                    ["logits", "token_num", *ctc_out],
+                    {"speech": {0: "batch", 1: "frames"}, "speech_lengths": {0: "batch"},
+                     "logits": {0: "batch", 1: "tokens"}, "token_num": {0: "batch"}, **ctc_axes})
         _export(_StreamEncoder(model), (speech, lengths), out_dir / "stream_encoder.onnx",
                 ["speech", "speech_lengths"], ["enc", "enc_len", "alphas", *ctc_out],
                 {"speech": {0: "batch", 1: "frames"}, "speech_lengths": {0: "batch"},
@@ -122,7 +124,7 @@ def export_onnx(model: Paraformer, out_dir: Path, *, quantized: bool = True) -> 
                 {"enc": {0: "batch", 1: "frames"}, "enc_len": {0: "batch"},
                  "acoustic_embeds": {0: "batch", 1: "tokens"}, "acoustic_embeds_len": {0: "batch"},
                  "logits": {0: "batch", 1: "tokens"}})
-    for name in ("model", "stream_encoder", "stream_decoder"):
+    for name in ("model", "stream_encoder", "stream_decoder") if offline else ("stream_encoder", "stream_decoder"):
         written.append(out_dir / f"{name}.onnx")
         if quantized:
             quantize(out_dir / f"{name}.onnx", out_dir / f"{name}_quant.onnx")

@@ -266,6 +266,29 @@ class LossOutput:
     align: float = 0.0
 
 
+class LossTotals:
+    """Running means of :class:`LossOutput` over an epoch (``loss, att, quantity, ctc, acc, align``)."""
+
+    KEYS = ("loss", "att", "quantity", "ctc", "acc", "align")
+
+    def __init__(self) -> None:
+        self.sums = dict.fromkeys(self.KEYS, 0.0)
+        self.n = 0
+
+    def add(self, out: LossOutput) -> None:
+        self.sums["loss"] += float(out.loss.detach())
+        for k in self.KEYS[1:]:
+            self.sums[k] += float(getattr(out, k))
+        self.n += 1
+
+    def mean(self, key: str) -> float:
+        return self.sums[key] / max(1, self.n)
+
+    def record(self) -> dict[str, float]:
+        """Every mean, rounded to 4 decimals (an epoch's log line)."""
+        return {k: round(self.mean(k), 4) for k in self.KEYS}
+
+
 class Paraformer(nn.Module):
     """Encoder + CIF predictor + parallel decoder (+ CTC head when ``ctc_weight`` > 0)."""
 

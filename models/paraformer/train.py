@@ -32,7 +32,7 @@ from models.paraformer.data import (
     iterate_batches,
     make_examples,
 )
-from models.paraformer.model import TRAINING_ONLY_SETTINGS, Paraformer, ParaformerConfig, load_weights
+from models.paraformer.model import TRAINING_ONLY_SETTINGS, LossTotals, Paraformer, ParaformerConfig, load_weights
 from models.paraformer.parallel import average_gradients, spawn_workers
 from models.paraformer.tokenizer import AsrTokenizer, normalize_transcript, train_asr_spm
 from models.speech_corpus.corpus import CorpusOptions, build_corpus, load_corpus, read_lines
@@ -284,7 +284,7 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
         if world > 1:  # worker r takes batches r, r + world, …; every worker does the same number of steps
             batches = batches[rank::world][: len(batches) // world]
         model.train()
-        sums = {"loss": 0.0, "att": 0.0, "quantity": 0.0, "ctc": 0.0, "acc": 0.0, "align": 0.0, "n": 0}
+        totals = LossTotals()
         bar = tqdm(total=len(batches), initial=state.batch, desc=f"epoch {epoch}/{opts.epochs}", unit="batch",
                    disable=not (opts.progress and lead))
         stopped = False
@@ -305,12 +305,9 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
             torch.nn.utils.clip_grad_norm_(model.parameters(), 5.0)
             optim.step()
             state.batch += 1
-            for k in ("att", "quantity", "ctc", "acc", "align"):
-                sums[k] += getattr(out, k)
-            sums["loss"] += float(out.loss.detach())
-            sums["n"] += 1
+            totals.add(out)
             bar.update(1)
-            bar.set_postfix(loss=f"{sums['loss'] / sums['n']:.3f}", acc=f"{sums['acc'] / sums['n']:.3f}")
+            bar.set_postfix(loss=f"{totals.mean('loss'):.3f}", acc=f"{totals.mean('acc'):.3f}")
             if lead and now - last_save > 60 * opts.save_every_min:
                 _save(last, model, optim, state, opts)
                 last_save = now
@@ -327,9 +324,8 @@ def _train(opts: ParaformerTrainOptions, rank: int, world: int) -> Path:
         if not lead:
             continue
         wer = validate(model, val_ex, tok, cmvn)
-        n = max(1, int(sums["n"]))
         record = {"epoch": epoch, "step": state.step, "val_wer": round(wer, 2), "lr": _lr(state.step, opts),
-                  **{k: round(float(sums[k]) / n, 4) for k in ("loss", "att", "quantity", "ctc", "acc", "align")},
+                  **totals.record(),
                   "epoch_minutes": round((time.monotonic() - epoch_started) / 60, 2)}
         logger.info("epoch %d: %s", epoch, record)
         state.history.append(record)

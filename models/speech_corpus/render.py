@@ -37,6 +37,23 @@ def render_espeak(text: str, spec: VoiceSpec, *, timeout_s: float = 30.0) -> np.
     return to_mono_16k(data, int(rate))
 
 
+FLITE_VOICES = ("kal", "kal16", "awb", "rms", "slt")
+
+
+def render_flite(text: str, spec: VoiceSpec, *, timeout_s: float = 30.0) -> np.ndarray:
+    """flite audio of ``text`` at 16 kHz (voices ``kal``, ``kal16``, ``awb``, ``rms``, ``slt``; duration stretch
+    = 170 / speed, as for festival)."""
+    stretch = round(170.0 / max(60, spec.speed), 3)
+    with tempfile.TemporaryDirectory(prefix="simulsub-flite-") as tmp:
+        wav = Path(tmp) / "out.wav"
+        cmd = ["flite", "-voice", spec.voice, "--setf", f"duration_stretch={stretch}", "-t", text, "-o", str(wav)]
+        proc = subprocess.run(cmd, capture_output=True, timeout=timeout_s, check=False)
+        if proc.returncode != 0 or not wav.is_file():
+            raise RenderError(f"flite {spec.voice} failed: {proc.stderr.decode(errors='replace').strip()[:200]}")
+        data, rate = sf.read(str(wav), dtype="float32", always_2d=True)
+    return to_mono_16k(data, int(rate))
+
+
 def _scheme_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -122,6 +139,8 @@ def render_many(texts: Sequence[str], specs: Sequence[VoiceSpec], *, seeds: Sequ
     for i, s in enumerate(specs):
         if s.engine == "espeak":
             out[i] = render_espeak(texts[i], s)
+        elif s.engine == "flite":
+            out[i] = render_flite(texts[i], s)
         elif s.engine != "festival":
             raise ValueError(f"unknown TTS engine {s.engine!r}")
     for i, audio in zip(fest, render_festival_batch([texts[i] for i in fest], [specs[i] for i in fest]), strict=True):

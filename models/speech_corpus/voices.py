@@ -1,7 +1,8 @@
 """TTS voices of the synthetic corpus and the deterministic choice of voice, prosody and augmentation.
 
-Two engines: espeak-ng (8 English accents × 26 variants, speed and pitch free) and Debian's festival
-(``kal_diphone``, ``ked_diphone``, ``cmu_us_slt_arctic_hts`` when installed). espeak (accent, variant) pairs
+Three engines: espeak-ng (8 English accents × 26 variants, speed and pitch free), Debian's festival
+(``kal_diphone``, ``ked_diphone``, ``cmu_us_slt_arctic_hts`` when installed) and flite (``kal``, ``kal16``, ``awb``,
+``rms``, ``slt``; used only when a plan's ``flite_share`` is above 0). espeak (accent, variant) pairs
 are split once and for all by a hash: about one in five pairs is *held out* and never used for training,
 so a test set rendered with ``split="heldout"`` has voices the model never heard.
 """
@@ -33,6 +34,13 @@ SPLITS = ("train", "heldout", "any")
 def heldout_pair(accent: str, variant: str, *, every: int = 5) -> bool:
     """True for the espeak (accent, variant) pairs reserved for testing (stable across runs and machines)."""
     return zlib.crc32(f"{accent}+{variant}".encode()) % every == 0
+
+
+def flite_voices() -> list[str]:
+    """flite's built-in English voices (empty when flite is missing)."""
+    from models.speech_corpus.render import FLITE_VOICES
+
+    return list(FLITE_VOICES) if shutil.which("flite") is not None else []
 
 
 def espeak_available() -> bool:
@@ -81,6 +89,7 @@ class VoicePlan:
 
     split: str = "train"
     festival_share: float = 0.15
+    flite_share: float = 0.0
     speed_range: tuple[int, int] = (130, 210)
     pitch_range: tuple[int, int] = (25, 75)
     tempo_prob: float = 0.5
@@ -108,7 +117,8 @@ def espeak_pairs(split: str) -> list[tuple[str, str]]:
     return pairs
 
 
-def choose_voice(plan: VoicePlan, seed: int, index: int, *, festival: list[str] | None = None) -> VoiceSpec:
+def choose_voice(plan: VoicePlan, seed: int, index: int, *, festival: list[str] | None = None,
+                 flite: list[str] | None = None) -> VoiceSpec:
     """The voice and augmentation of utterance ``index``: a pure function of (plan, seed, index)."""
     rng = random.Random(zlib.crc32(f"{seed}:{index}:{plan.split}".encode()))
     festival = [] if festival is None else festival
@@ -121,6 +131,9 @@ def choose_voice(plan: VoicePlan, seed: int, index: int, *, festival: list[str] 
     lead, trail = rng.randint(50, 400), rng.randint(50, 400)
     if festival and plan.split != "heldout" and rng.random() < plan.festival_share:
         return VoiceSpec("festival", rng.choice(sorted(festival)), speed=speed, tempo=tempo, noise=noise,
+                         snr_db=snr, gain=gain, lead_ms=lead, trail_ms=trail)
+    if flite and plan.flite_share > 0 and plan.split != "heldout" and rng.random() < plan.flite_share:
+        return VoiceSpec("flite", rng.choice(sorted(flite)), speed=speed, tempo=tempo, noise=noise,
                          snr_db=snr, gain=gain, lead_ms=lead, trail_ms=trail)
     accent, variant = rng.choice(espeak_pairs(plan.split))
     return VoiceSpec("espeak", accent, variant, speed=speed, pitch=rng.randint(*plan.pitch_range), tempo=tempo,
