@@ -323,6 +323,12 @@ class Paraformer(nn.Module):
             return (*out, self.ctc_log_probs(enc))
         return out
 
+    def greedy_ids(self, speech: Tensor, lengths: Tensor) -> list[list[int]]:
+        """Offline argmax token ids per utterance, the end-of-sentence slot (``predictor_bias``) dropped."""
+        logp, num = self.infer(speech, lengths)
+        ids = logp.argmax(-1).cpu()
+        return [ids[j, : max(0, int(num[j]) - self.config.predictor_bias)].tolist() for j in range(ids.shape[0])]
+
     def forward(self, speech: Tensor, lengths: Tensor, targets: Tensor, target_lengths: Tensor, *,
                 encoder_only: bool = False) -> LossOutput:
         """Training losses. ``targets`` ``[B, L]`` are token ids padded with -1, without the end token.

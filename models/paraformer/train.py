@@ -158,11 +158,8 @@ def greedy_decode(model: Paraformer, examples: list[Example], tok: AsrTokenizer,
     with torch.no_grad():
         for idx in batch_indices(examples, max_frames=max_frames, seed=0, epoch=0, shuffle=False):
             b = collate([examples[i] for i in idx], fopts, cmvn)
-            logp, num = model.infer(b.speech, b.lengths)
-            ids = logp.argmax(-1)
-            for j, i in enumerate(idx):
-                n = int(num[j]) - model.config.predictor_bias
-                out[i] = tok.decode(ids[j, : max(0, n)].tolist())
+            for i, ids in zip(idx, model.greedy_ids(b.speech, b.lengths), strict=True):
+                out[i] = tok.decode(ids)
     return [out[i] for i in range(len(examples))]
 
 

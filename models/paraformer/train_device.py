@@ -166,12 +166,9 @@ def device_wer(model: Paraformer, feats: DeviceFeatures, examples: list[Example]
     with torch.no_grad():
         for idx in batch_indices(examples, max_frames=20000, seed=0, epoch=0, shuffle=False):
             speech, lengths, _, _ = feats.batch(idx)
-            logp, num = model.infer(speech, lengths)
-            ids = logp.argmax(-1).cpu()
-            for j, i in enumerate(idx):
-                n = int(num[j]) - model.config.predictor_bias
+            for i, ids in zip(idx, model.greedy_ids(speech, lengths), strict=True):
                 ref = normalize_transcript(examples[i].text)
-                errors += word_errors(tok.decode(ids[j, : max(0, n)].tolist()), ref)
+                errors += word_errors(tok.decode(ids), ref)
                 words += len(ref.split())
     model.train()
     return 100.0 * errors / max(1, words)

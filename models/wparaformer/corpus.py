@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import random
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -213,8 +212,3 @@ def load_encoded(corpus_dir: Path, *, mmap: bool = True) -> list[EncodedUtteranc
             out.append(EncodedUtterance(arr[m["offset"] : m["offset"] + m["frames"]], m["target"], m))
     return out
 
-
-def shuffled_lines(lines: list[str], seed: int) -> list[str]:
-    out = list(lines)
-    random.Random(seed).shuffle(out)
-    return out

@@ -63,16 +63,6 @@ class WhisperEncoder:
         self._dim = int(out.shape[1])
         return out
 
-    def encode_batch(self, mels: list[np.ndarray]) -> list[np.ndarray]:
-        """Several windows of the same length in one call."""
-        import ctranslate2
-
-        if not mels:
-            return []
-        sv = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.stack(mels), dtype=np.float32))
-        out = np.asarray(self.model.encode(sv, to_cpu=True), dtype=np.float32)
-        return [out[i] for i in range(out.shape[0])]
-
 
 def encode_span(encoder: EncoderLike, audio: np.ndarray, start: int, end: int, *, left: int, right: int) -> np.ndarray:
     """Encoder frames ``[start, end)`` of 16 kHz ``audio`` (frame f = samples ``[320 f, 320 f + 320)``) computed

@@ -98,7 +98,7 @@ class TextMix:
     seed: int = 1
 
 
-def _unique_clean(lines: Iterable[str], exclude: set[str]) -> list[str]:
+def unique_clean(lines: Iterable[str], exclude: set[str]) -> list[str]:
     seen: set[str] = set()
     out = []
     for line in lines:
@@ -117,9 +117,9 @@ def build_text(mix: TextMix, *, multi30k: Path, exclude: set[str]) -> list[str]:
     """The training lines (as written), shuffled deterministically by ``mix.seed``."""
     rng = random.Random(mix.seed)
     pools = {
-        "wordnet": _unique_clean(wordnet_lines(), exclude),
-        "fortunes": _unique_clean(fortune_lines(), exclude),
-        "multi30k": _unique_clean(text_lines(multi30k), exclude),
+        "wordnet": unique_clean(wordnet_lines(), exclude),
+        "fortunes": unique_clean(fortune_lines(), exclude),
+        "multi30k": unique_clean(text_lines(multi30k), exclude),
     }
     chosen: list[str] = []
     for name, pool in pools.items():

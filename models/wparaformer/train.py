@@ -125,10 +125,10 @@ class Example:
 
 def _dev_text(opts: WParaformerTrainOptions, train: set[str], exclude: set[str]) -> list[str]:
     """Dev lines no training line has: Multi30k val captions and WordNet/fortune lines left out of training."""
-    from models.wparaformer.text_corpus import _unique_clean, fortune_lines, wordnet_lines
+    from models.wparaformer.text_corpus import fortune_lines, unique_clean, wordnet_lines
 
     rng = random.Random(opts.seed + 77)
-    pool = [x for x in _unique_clean(list(wordnet_lines()) + list(fortune_lines()), exclude)
+    pool = [x for x in unique_clean(list(wordnet_lines()) + list(fortune_lines()), exclude)
             if target_text(x) not in train]
     rng.shuffle(pool)
     val = [x for x in text_lines(opts.multi30k / "val.en") if target_text(x) not in train]
@@ -232,11 +232,8 @@ def greedy_decode(model: Paraformer, exs: Sequence[Example], tok: AsrTokenizer, 
     with torch.no_grad():
         for idx in batch_indices(exs, max_frames=max_frames, seed=0, epoch=0, shuffle=False):
             x, lengths, _, _ = collate([exs[i] for i in idx], stats)
-            logp, num = model.infer(x, lengths)
-            ids = logp.argmax(-1)
-            for j, i in enumerate(idx):
-                k = int(num[j]) - model.config.predictor_bias
-                out[i] = tok.decode(ids[j, : max(0, k)].tolist())
+            for i, ids in zip(idx, model.greedy_ids(x, lengths), strict=True):
+                out[i] = tok.decode(ids)
     return [out[i] for i in range(len(exs))]
 
 
@@ -271,7 +268,6 @@ def train(opts: WParaformerTrainOptions) -> Path:
         raise ValueError("no usable training utterances")
     torch.manual_seed(opts.seed)
     model = Paraformer(opts.model_config(len(tok), train_ex[0].frames.shape[1]))
-    (opts.work_dir / "stack.json").write_text(json.dumps({"stack": opts.stack}), encoding="utf-8")
     stats_file = opts.work_dir / "frame_stats.npz"
     if not stats_file.is_file():
         rng_pick = random.Random(opts.seed)

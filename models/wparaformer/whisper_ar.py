@@ -15,7 +15,6 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -178,6 +177,3 @@ class LocalAgreementRecognizer:
         return AsrUpdate(text=text, final=final, audio_ms=1000.0 * self._samples / SAMPLE_RATE,
                          compute_ms=1000.0 * (time.perf_counter() - t0), num_tokens=len(text.split()))
 
-
-def describe(model: Any) -> str:
-    return str(getattr(model, "decoding_summary", type(model).__name__))
