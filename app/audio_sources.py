@@ -70,7 +70,15 @@ def file_source(path: str | Path, *, chunk_ms: float = DEFAULT_CHUNK_MS) -> Iter
         rechunk = _Rechunker(chunk_ms)
         resampler = None if f.samplerate == SAMPLE_RATE else soxr.ResampleStream(f.samplerate, SAMPLE_RATE, 1)
         block = max(1024, int(f.samplerate * chunk_ms / 1000))
-        for data in f.blocks(blocksize=block, dtype="float32", always_2d=True):
+        blocks = f.blocks(blocksize=block, dtype="float32", always_2d=True)
+        while True:
+            try:
+                data = next(blocks, None)
+            except (RuntimeError, sf.LibsndfileError) as e:  # truncated or corrupt past the header
+                at = rechunk.emitted / SAMPLE_RATE
+                raise UserError(f"cannot decode audio file {p} after {at:.1f} s: {e}") from None
+            if data is None:
+                break
             mono = data.mean(axis=1)
             if resampler is not None:
                 mono = resampler.resample_chunk(mono)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from app.asr import ASR_PROFILES, AsrEngine, load_asr_engine, resolve_asr
 from app.devices import add_device_argument, resolve_device
-from app.errors import UserError
+from app.errors import UserError, check_range
 from app.policies import LATENCY_LEVELS, POLICY_NAMES, ModelCache, PolicyConfig, build_policy
 from streaming.speech_pipeline import PipelineOptions, Recognizer, SpeechPipeline
 from streaming.vad import VadOptions
@@ -72,9 +72,20 @@ def add_speech_arguments(p: argparse.ArgumentParser, *, device_flag: str = "--de
     add_device_argument(p, device_flag)
 
 
+MAX_BEAM = 64  # a beam of 10⁵ would allocate gigabytes before producing a word
+
+
 def speech_config(args: argparse.Namespace) -> SpeechConfig:
-    if args.threads < 1 or args.chunk_ms <= 0 or args.lookahead_ms < 0 or args.max_segment_ms <= 0:
-        raise UserError("--threads must be ≥ 1, --chunk-ms and --max-segment-ms > 0, --lookahead-ms ≥ 0")
+    """The options of :func:`add_speech_arguments`, each checked against its valid range."""
+    check_range("--threads", args.threads, 1, 256)
+    check_range("--beam", args.beam, 1, MAX_BEAM)
+    check_range("--k", args.k, 1, 64)
+    check_range("--mask-k", args.mask_k, 0, 50)
+    check_range("--chunk-ms", args.chunk_ms, 0, 10000, lo_open=True)
+    check_range("--lookahead-ms", args.lookahead_ms, 0, 10000)
+    check_range("--vad-threshold", args.vad_threshold, 0, 1, lo_open=True)
+    check_range("--min-silence-ms", args.min_silence_ms, 0, 60000)
+    check_range("--max-segment-ms", args.max_segment_ms, 0, 600000, lo_open=True)
     device = resolve_device(args.compute_device)
     policy = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
                           mask_k=args.mask_k, prefix_bias=args.prefix_bias, threads=args.threads, k=args.k,

@@ -31,7 +31,12 @@ def read_sentences(path: str | Path, *, what: str = "file", allow_empty_lines: b
 
 def read_stdin_sentences() -> list[str]:
     """Sentences from standard input; an empty line is an error (it would shift the output lines)."""
-    lines = sys.stdin.read().splitlines()
+    data = sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode("utf-8")
+    try:
+        lines = data.decode("utf-8").splitlines()
+    except UnicodeDecodeError as e:
+        raise UserError(f"stdin is not UTF-8 text (byte {e.start}): convert it first, e.g. iconv -t UTF-8"
+                        ) from None
     for i, line in enumerate(lines, 1):
         if not line.strip():
             raise UserError(f"stdin: line {i} is empty (one sentence per line, no blank lines)")

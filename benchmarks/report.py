@@ -128,6 +128,7 @@ def write_report(result: dict[str, Any], out: Path, results_dir: Path) -> Path:
             f"| streaming | {_f(asr.get('streaming_WER'))} | {_f(asr.get('streaming_rtf'), 4)} |", "",
         ]
     lines += real_speech_section(results_dir, out)
+    lines += included_section(results_dir, out, "server_reliability", "Server reliability")
     if result["notes"]:
         lines += ["## Notes", "", *[f"- {n}" for n in result["notes"]], ""]
     out.write_text("\n".join(lines), encoding="utf-8")
@@ -136,12 +137,17 @@ def write_report(result: dict[str, Any], out: Path, results_dir: Path) -> Path:
 
 def real_speech_section(results_dir: Path, out: Path) -> list[str]:
     """The latest ``python -m benchmarks.asr_real`` result (its own run, real human clips), one level down."""
-    md = results_dir / "asr_real.md"
+    return included_section(results_dir, out, "asr_real", "ASR on real speech")
+
+
+def included_section(results_dir: Path, out: Path, name: str, alt: str) -> list[str]:
+    """``NAME.md`` of a benchmark that has its own run (with its plot ``NAME.png``), one heading level down."""
+    md = results_dir / f"{name}.md"
     if not md.is_file():
         return []
     body = md.read_text(encoding="utf-8").splitlines()
     body = ["#" + ln if ln.startswith("#") else ln for ln in body]
-    png = results_dir / "asr_real.png"
+    png = results_dir / f"{name}.png"
     if png.is_file():
-        body += ["", f"![ASR on real speech]({os.path.relpath(png, out.parent)})"]
+        body += ["", f"![{alt}]({os.path.relpath(png, out.parent)})"]
     return [*body, ""]

@@ -8,6 +8,7 @@ records compacted by a long stream — and ``compute_ms``).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -107,7 +108,7 @@ class InstanceRecord:
             raise LogFormatError("'prediction' must be a string")
         if not _numbers(delays):
             raise LogFormatError("'delays' must be a list of numbers")
-        if not isinstance(src_len, (int, float)) or isinstance(src_len, bool) or src_len <= 0:
+        if not isinstance(src_len, (int, float)) or isinstance(src_len, bool) or not 0 < src_len < math.inf:
             raise LogFormatError("'source_length' must be a positive number")
         if len(delays) != len(pred.split()):
             raise LogFormatError(f"{len(delays)} delays for {len(pred.split())} prediction words")
@@ -135,7 +136,9 @@ class InstanceRecord:
 
 
 def _numbers(x: object) -> bool:
-    return isinstance(x, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in x)
+    """A list of finite numbers (JSON's NaN/Infinity extensions are refused: they would poison every mean)."""
+    return isinstance(x, list) and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                                       for v in x)
 
 
 def score_instances(records: Sequence[InstanceRecord]) -> dict[str, float]:

@@ -19,6 +19,7 @@ import numpy as np
 from app.audio_sources import AudioChunk, file_source, microphone_source, paced
 from app.commands.mic import _device, list_devices
 from app.errors import UserError
+from app.outputs import check_output_path
 from app.policies import POLICY_NAMES
 from streaming.subtitles import segment_cues, srt_block
 
@@ -90,40 +91,74 @@ class CaptionPrinter:
 
 async def stream(url: str, chunks: Any, printer: CaptionPrinter, *, policy: str | None, token: str | None,
                  stop_event: threading.Event | None = None) -> None:
-    """Send ``start``, the PCM of every chunk, then ``stop``; hand every server message to ``printer``."""
+    """Connect (token as an ``Authorization: Bearer`` header) and run the exchange; a connection that ends
+    before the summary is a :class:`UserError` naming the server's close code and reason."""
     from websockets.asyncio.client import connect
-    from websockets.exceptions import InvalidStatus, InvalidURI
+    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
-        ws = await connect(url, additional_headers=headers, max_size=1 << 22)
-    except (OSError, InvalidURI, InvalidStatus) as e:
-        raise UserError(f"cannot connect to {url}: {e}") from None
-    async with ws:
-        start: dict[str, Any] = {"type": "start", "sample_rate": 16000}
-        if policy:
-            start["policy"] = policy
-        await ws.send(json.dumps(start))
+        # pings keep the connection alive but never time out: while the server computes a backlog (--fast),
+        # its pongs wait behind our own audio, and a timeout would drop a healthy session
+        ws = await asyncio.wait_for(connect(url, additional_headers=headers, max_size=1 << 22, ping_interval=20,
+                                            ping_timeout=None, open_timeout=None), timeout=30)
+    except (OSError, InvalidURI, InvalidHandshake, TimeoutError) as e:
+        raise UserError(f"cannot connect to {url}: {e or 'no answer within 30 s'}") from None
+    try:
+        await _exchange(ws, chunks, printer, policy=policy, stop_event=stop_event)
+    except ConnectionClosed as e:
+        if printer.summary is None:
+            raise UserError(f"the server closed the connection: {describe_close(e)}") from None
+    finally:
+        await ws.close()
 
-        async def receive() -> None:
-            async for raw in ws:
-                printer.handle(json.loads(raw))
 
-        receiver = asyncio.create_task(receive())
-        loop = asyncio.get_running_loop()
-        iterator = iter(chunks)
+def describe_close(e: Exception) -> str:
+    """A closed connection in one line: its code and the server's JSON reason, when it sent one."""
+    rcvd = getattr(e, "rcvd", None)
+    if rcvd is None:
+        return "no close frame (the connection was cut)"
+    try:
+        reason = json.loads(rcvd.reason)
+        detail = f"{reason.get('code')}: {reason.get('message')}" if isinstance(reason, dict) else rcvd.reason
+    except ValueError:
+        detail = rcvd.reason
+    return f"code {rcvd.code}" + (f" ({detail})" if detail else "")
 
-        def next_chunk() -> AudioChunk | None:
-            if stop_event is not None and stop_event.is_set():
-                return None
-            return next(iterator, None)
 
-        while (chunk := await loop.run_in_executor(None, next_chunk)) is not None:
-            await ws.send(to_pcm16(chunk.samples))
-            if receiver.done():
-                break
+async def _exchange(ws: Any, chunks: Any, printer: CaptionPrinter, *, policy: str | None,
+                    stop_event: threading.Event | None) -> None:
+    """Send ``start``, the PCM of every chunk, then ``stop``; hand every server message to ``printer``."""
+    start: dict[str, Any] = {"type": "start", "sample_rate": 16000}
+    if policy:
+        start["policy"] = policy
+    await ws.send(json.dumps(start))
+
+    async def receive() -> None:
+        async for raw in ws:
+            try:
+                msg = json.loads(raw)
+            except ValueError:
+                continue  # not ours: ignore rather than fail the stream
+            if isinstance(msg, dict):
+                printer.handle(msg)
+
+    receiver = asyncio.create_task(receive())
+    loop = asyncio.get_running_loop()
+    iterator = iter(chunks)
+
+    def next_chunk() -> AudioChunk | None:
+        if stop_event is not None and stop_event.is_set():
+            return None
+        return next(iterator, None)
+
+    while (chunk := await loop.run_in_executor(None, next_chunk)) is not None:
+        if receiver.done():
+            break
+        await ws.send(to_pcm16(chunk.samples))
+    if not receiver.done():
         await ws.send(json.dumps({"type": "stop"}))
-        await receiver
+    await receiver
 
 
 def run(args: argparse.Namespace) -> int:
@@ -138,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
             chunks = paced(chunks)
     else:
         chunks = microphone_source(_device(args.device))
-    printer = CaptionPrinter(Path(args.srt) if args.srt else None, args.json)
+    printer = CaptionPrinter(check_output_path(args.srt, "--srt") if args.srt else None, args.json)
     try:
         asyncio.run(stream(args.url, chunks, printer, policy=args.policy, token=args.token))
     except KeyboardInterrupt:
@@ -149,4 +184,8 @@ def run(args: argparse.Namespace) -> int:
         s = printer.summary
         print(f"{s.get('segments')} segments, {s.get('audio_s')} s of audio, "
               f"mean latency {s.get('mean_latency_ms')} ms", file=sys.stderr)
-    return 1 if printer.errors and printer.summary is None else 0
+    if printer.summary is None:
+        if not printer.errors:
+            print("simulsub client: the server closed the connection before its summary", file=sys.stderr)
+        return 1
+    return 0

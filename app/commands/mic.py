@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ from typing import Any
 from app.audio_sources import microphone_source
 from app.commands.replay import LiveView, SubtitleFiles
 from app.errors import UserError
+from app.outputs import check_output_path
 from app.report import print_summary
 from app.speech_session import SpeechModels, add_speech_arguments, speech_config
 
@@ -48,6 +50,9 @@ def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(list_devices())
         return 0
+    for option, value in (("--srt", args.srt), ("--vtt", args.vtt)):
+        if value:
+            check_output_path(value, option)
     models = SpeechModels(speech_config(args))
     pipe = models.pipeline()
     source = microphone_source(_device(args.device))
@@ -57,8 +62,7 @@ def run(args: argparse.Namespace) -> int:
     done = 0
     print("listening… (Ctrl-C to stop)", flush=True)
     try:
-        pipe.feed(first.samples)
-        for chunk in source:
+        for chunk in itertools.chain([first], source):
             for e in pipe.feed(chunk.samples):
                 view.show(e)
             while done < len(pipe.segments):
@@ -71,6 +75,6 @@ def run(args: argparse.Namespace) -> int:
             view.show(e)
         for seg in pipe.segments[done:]:
             subs.add(seg)
-        subs.close()
+        subs.commit()
     print_summary("mic", {"segments": len(pipe.segments), "audio_s": pipe.audio_ms / 1000.0})
     return 0

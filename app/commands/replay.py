@@ -19,6 +19,7 @@ from typing import Any, TextIO
 
 from app.audio_sources import file_source, paced
 from app.errors import UserError
+from app.outputs import AtomicTextFile, check_output_path
 from app.report import json_ready, print_summary
 from app.speech_session import SpeechModels, add_speech_arguments, speech_config
 from app.textio import read_lines_per_audio
@@ -70,11 +71,12 @@ def _output_path(option: str | None, audio: Path, several: bool) -> Path | None:
 
 
 class SubtitleFiles:
-    """SRT/VTT files of one audio file, appended (and flushed) segment by segment."""
+    """SRT/VTT files of one audio file, appended (and flushed) segment by segment; written as ``*.partial``
+    and moved into place by :meth:`commit` (a failed replay never truncates an existing file)."""
 
     def __init__(self, srt: Path | None, vtt: Path | None) -> None:
-        self.srt = srt.open("w", encoding="utf-8") if srt else None
-        self.vtt = vtt.open("w", encoding="utf-8") if vtt else None
+        self.srt = AtomicTextFile(srt, "--srt") if srt else None
+        self.vtt = AtomicTextFile(vtt, "--vtt") if vtt else None
         if self.vtt:
             self.vtt.write(VTT_HEADER)
         self.count = 0
@@ -87,10 +89,14 @@ class SubtitleFiles:
                     f.write(block)
                     f.flush()
 
-    def close(self) -> None:
+    def commit(self) -> None:
         for f in (self.srt, self.vtt):
             if f:
-                f.close()
+                f.commit()
+
+    def abort(self) -> list[Path]:
+        """Leave the final paths untouched; returns the partial files kept."""
+        return [k for f in (self.srt, self.vtt) if f and (k := f.abort()) is not None]
 
 
 class LiveView:
@@ -151,54 +157,77 @@ def run(args: argparse.Namespace) -> int:
     refs = _lines(args.reference_file, len(audio), "reference file")
     transcripts = _lines(args.transcript_file, len(audio), "transcript file")
     times = _sentence_times(args.sentence_times, len(audio))
+    several = len(audio) > 1
+    for a in audio:  # every output path is checked before any work
+        for option, value in (("--srt", args.srt), ("--vtt", args.vtt)):
+            if (out := _output_path(value, a, several)) is not None:
+                check_output_path(out, option)
+    log = AtomicTextFile(args.log, "--log") if args.log else None
+    try:
+        scores = _replay_all(args, audio, refs, transcripts, times, log)
+    except BaseException as e:
+        kept = log.abort() if log else None
+        if isinstance(e, UserError) and kept is not None:
+            raise UserError(f"{e} (the instances log so far is in {kept}; {args.log} was left as it was)"
+                            ) from None
+        raise
+    if log:
+        log.commit()
+    if args.json:
+        print(json.dumps(json_ready(scores), ensure_ascii=False))
+    else:
+        print_summary(f"replay: {len(audio)} file(s), policy {args.policy}", scores)
+    return 0
+
+
+def _replay_all(args: argparse.Namespace, audio: list[Path], refs: list[str] | None,
+                transcripts: list[str] | None, times: list[list[tuple[float, float]]] | None,
+                log: AtomicTextFile | None) -> dict[str, object]:
     models = SpeechModels(speech_config(args))
     pipe = models.pipeline()
     view = LiveView(sys.stdout if not args.json else sys.stderr)
-    log = open(args.log, "w", encoding="utf-8") if args.log else None  # noqa: SIM115 - closed below
     instances: list[InstanceRecord] = []
     hyps_src: list[str] = []
     total_ms = compute_ms = 0.0
     erased = final_words = 0
     t_wall = time.perf_counter()
-    try:
-        for i, a in enumerate(audio):
-            several = len(audio) > 1
-            subs = SubtitleFiles(_output_path(args.srt, a, several), _output_path(args.vtt, a, several))
+    several = len(audio) > 1
+    for i, a in enumerate(audio):
+        subs = SubtitleFiles(_output_path(args.srt, a, several), _output_path(args.vtt, a, several))
+        try:
+            segments, duration, n_erased = replay_file(pipe, a, realtime=args.realtime, view=view,
+                                                       subtitles=subs)
+        except BaseException:
+            subs.abort()
+            raise
+        subs.commit()
+        total_ms += duration
+        compute_ms += sum(s.record.compute_ms or 0.0 for s in segments)
+        erased += n_erased
+        words = timed_words(segments)
+        final_words += len(words)
+        hyps_src.append(" ".join(s.source for s in segments))
+        if refs is not None:
             try:
-                segments, duration, n_erased = replay_file(pipe, a, realtime=args.realtime, view=view,
-                                                           subtitles=subs)
-            finally:
-                subs.close()
-            total_ms += duration
-            compute_ms += sum(s.record.compute_ms or 0.0 for s in segments)
-            erased += n_erased
-            words = timed_words(segments)
-            final_words += len(words)
-            hyps_src.append(" ".join(s.source for s in segments))
-            if refs is not None:
-                try:
-                    recs = stream_instances(words, refs[i], duration, index=i,
-                                            sentence_times=times[i] if times else None)
-                except ValueError as e:
-                    raise UserError(f"{a}: {e}") from None
-            else:
-                recs = [InstanceRecord(index=i, prediction=" ".join(w.text for w in words),
-                                       delays=[w.delay for w in words], elapsed=[w.elapsed for w in words],
-                                       source_length=max(duration, 1.0))]
-            for j, r in enumerate(recs):
-                r.extra["audio"] = str(a)
-                if j == 0:  # the file's segments and ASR transcript go with its first instance
-                    r.source = hyps_src[-1]
-                    r.extra["segments"] = [{"start_ms": round(s.start_ms, 1), "end_ms": round(s.end_ms, 1),
-                                            "source": s.source, "prediction": s.record.prediction}
-                                           for s in segments]
-                if log:
-                    log.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
-                    log.flush()
-            instances.extend(recs)
-    finally:
-        if log:
-            log.close()
+                recs = stream_instances(words, refs[i], duration, index=i,
+                                        sentence_times=times[i] if times else None)
+            except ValueError as e:
+                raise UserError(f"{a}: {e}") from None
+        else:
+            recs = [InstanceRecord(index=i, prediction=" ".join(w.text for w in words),
+                                   delays=[w.delay for w in words], elapsed=[w.elapsed for w in words],
+                                   source_length=max(duration, 1.0))]
+        for j, r in enumerate(recs):
+            r.extra["audio"] = str(a)
+            if j == 0:  # the file's segments and ASR transcript go with its first instance
+                r.source = hyps_src[-1]
+                r.extra["segments"] = [{"start_ms": round(s.start_ms, 1), "end_ms": round(s.end_ms, 1),
+                                        "source": s.source, "prediction": s.record.prediction}
+                                       for s in segments]
+            if log:
+                log.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
+                log.flush()
+        instances.extend(recs)
     wall_ms = (time.perf_counter() - t_wall) * 1000.0
     scores: dict[str, object] = dict(score_instances(instances))
     scores["NE"] = erased / max(final_words, 1)
@@ -210,8 +239,4 @@ def run(args: argparse.Namespace) -> int:
         from streaming.metrics.quality import word_error_rate
 
         scores["WER"] = word_error_rate(hyps_src, transcripts)
-    if args.json:
-        print(json.dumps(json_ready(scores), ensure_ascii=False))
-    else:
-        print_summary(f"replay: {len(audio)} file(s), policy {args.policy}", scores)
-    return 0
+    return scores

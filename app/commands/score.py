@@ -26,18 +26,25 @@ def read_log(path: Path) -> list[InstanceRecord]:
     if not path.is_file():
         raise UserError(f"log {path} does not exist")
     records: list[InstanceRecord] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
-            try:
-                records.append(InstanceRecord.from_json(obj, default_index=len(records)))
-            except LogFormatError as e:
-                raise UserError(f"{path}:{lineno}: {e}") from None
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"log {path} is not UTF-8 text (byte {e.start}): expected JSON lines") from None
+    except OSError as e:
+        raise UserError(f"cannot read log {path}: {e.strerror or e}") from None
+    for lineno, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise UserError(f"{path}:{lineno}: not valid JSON ({e.msg} at column {e.colno})") from None
+        except RecursionError:
+            raise UserError(f"{path}:{lineno}: JSON nested too deeply") from None
+        try:
+            records.append(InstanceRecord.from_json(obj, default_index=len(records)))
+        except LogFormatError as e:
+            raise UserError(f"{path}:{lineno}: {e}") from None
     if not records:
         raise UserError(f"log {path} is empty")
     return records

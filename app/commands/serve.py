@@ -17,7 +17,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("serve", help="run the WebSocket caption server (see docs/protocol.md)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; others need --token)")
     p.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    p.add_argument("--token", help="required from clients as ?token=T or 'Authorization: Bearer T'")
+    p.add_argument("--token", help="required from clients as an 'Authorization: Bearer T' header (browsers: the "
+                   "'simulsub.token.<base64url T>' subprotocol; never in the URL)")
     p.add_argument("--max-sessions", type=int, default=8, help="concurrent sessions (default 8); more are refused")
     p.add_argument("--max-session-s", type=float, default=4 * 3600.0,
                    help="audio seconds per session (default 14400)")
@@ -39,11 +40,17 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, out_dir=Path(args.sessions_dir) if args.sessions_dir else None,
                             origins=tuple(args.allow_origin) if args.allow_origin else None)
     server = CaptionServer(SpeechModels(speech_config(args)), options)
-    print(f"simulsub serve: ws://{args.host}:{args.port} (Ctrl-C to stop)", flush=True)
     try:
-        asyncio.run(server.serve_forever())
+        asyncio.run(_serve(server))
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
     return 0
+
+
+async def _serve(server: Any) -> None:
+    """Bind (a port in use is a UserError, before anything is printed), announce, serve until cancelled."""
+    listening = await server.start()
+    print(f"simulsub serve: ws://{server.options.host}:{server.port} (Ctrl-C to stop)", flush=True)
+    await listening.serve_forever()

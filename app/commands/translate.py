@@ -9,8 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from app.devices import add_device_argument, onnx_providers, resolve_device
-from app.errors import UserError
+from app.errors import UserError, check_range
 from app.profiles import load_translator
+from app.speech_session import MAX_BEAM
 from app.textio import read_stdin_sentences
 
 
@@ -27,10 +28,9 @@ def add_parser(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.beam < 1:
-        raise UserError("--beam must be >= 1")
-    if args.batch_size < 1:
-        raise UserError("--batch-size must be >= 1")
+    check_range("--beam", args.beam, 1, MAX_BEAM)
+    check_range("--batch-size", args.batch_size, 1, 4096)
+    check_range("--threads", args.threads, 1, 256)
     from models.marian.runtime import DecodeOptions, SourceTooLongError
 
     lines = read_stdin_sentences()

@@ -1,54 +1,73 @@
 """The WebSocket caption server (websockets, asyncio): many sessions, one shared model set.
 
-Per connection: an optional token check and a browser ``Origin`` check at the handshake, a session-count
-limit, then the protocol of ``app.server.protocol``. Model compute runs in a thread pool (never on the event
-loop); each session's work runs in order on it. Each session has its own bounded :class:`Outbox` and sender
-task, so a slow client only coalesces its own partials and never delays other sessions. Finals are persisted
-by the session as they happen; on an abrupt disconnect the open segment is finalised and persisted too.
+Per connection: a token check (``Authorization: Bearer T``, or the ``simulsub.token.<base64url T>``
+subprotocol for browsers) and a browser ``Origin`` check at the handshake, then
+:class:`app.server.connection.Connection` (start deadline, bounded input, validation, keepalive). Model compute
+runs on the :class:`app.server.scheduler.FairScheduler` threads (never on the event loop), least-used session
+first. Each session has its own bounded :class:`Outbox` and sender task, so a slow client only coalesces its own
+partials. Finals are persisted by the session as they happen; on an abrupt disconnect the open segment is
+finalised and persisted too. The HTTP side serves the caption pages of ``web/static`` and nothing else.
 """
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import hmac
-import json
 import logging
-import secrets
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import urlparse
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.datastructures import Headers
-from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
+from websockets.typing import Subprotocol
 
 from app.errors import UserError
-from app.server.outbox import Outbox
-from app.server.protocol import ProtocolError, StartRequest, decode_json, error_message, parse_start
+from app.server.connection import Connection
+from app.server.protocol import CLOSE_CODE_NAMES, StartRequest, close_reason, echo
+from app.server.scheduler import FairScheduler
 from app.server.session import StreamSession
 from app.speech_session import SpeechModels
 
 logger = logging.getLogger(__name__)
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
+SUBPROTOCOL = "simulsub"
+TOKEN_SUBPROTOCOL = "simulsub.token."
 STATIC_DIR = Path(__file__).resolve().parents[2] / "web" / "static"
 CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                  ".css": "text/css; charset=utf-8", ".json": "application/json"}
 
 
-def static_response(path: str) -> Response:
-    """GET of the browser pages in ``web/static`` (``/`` is ``index.html``); 404 for anything else."""
+def _plain(status: int, reason: str, text: str) -> Response:
+    body = text.encode()
+    return Response(status, reason, Headers([("Content-Type", "text/plain; charset=utf-8"),
+                                             ("Content-Length", str(len(body)))]), body)
+
+
+def static_files() -> dict[str, Path]:
+    """URL name → file of every page in ``web/static`` (only these are ever served)."""
+    if not STATIC_DIR.is_dir():
+        return {}
+    return {f.name: f for f in STATIC_DIR.iterdir() if f.is_file() and f.suffix in CONTENT_TYPES}
+
+
+def static_response(path: str, files: dict[str, Path] | None = None) -> Response:
+    """GET of the browser pages in ``web/static`` (``/`` is ``index.html``); 404 for anything else, whatever
+    bytes the path holds (NUL, ``..``, over-long names)."""
+    files = static_files() if files is None else files
     name = urlparse(path).path.lstrip("/") or "index.html"
-    file = (STATIC_DIR / name).resolve()
-    if STATIC_DIR not in file.parents or not file.is_file() or file.suffix not in CONTENT_TYPES:
-        body = b"not found\n"
-        return Response(404, "Not Found", Headers([("Content-Type", "text/plain"),
-                                                   ("Content-Length", str(len(body)))]), body)
-    body = file.read_bytes()
+    file = files.get(name)
+    if file is None:
+        return _plain(404, "Not Found", "not found\n")
+    try:
+        body = file.read_bytes()
+    except OSError:
+        return _plain(404, "Not Found", "not found\n")
     headers = Headers([("Content-Type", CONTENT_TYPES[file.suffix]), ("Content-Length", str(len(body))),
                        ("Cache-Control", "no-cache")])
     return Response(200, "OK", headers, body)
@@ -68,13 +87,43 @@ class ServerOptions:
     workers: int = 2
     out_dir: Path | None = Path("work/sessions")
     origins: tuple[str, ...] | None = None
+    start_timeout_s: float = 10.0  # from connecting to a valid start; invalid messages do not extend it
+    max_pending: int = 32  # connections that have not started a session yet
+    max_errors: int = 20  # invalid messages a connection may send before it is closed (1008)
+    max_backlog_s: float = 10.0  # seconds of a session's audio queued for compute before reading pauses
+    max_text_words: int = 1000  # words in one text message
+    text_words_per_s: float = 50.0  # sustained text rate of a session
+    text_burst_words: int = 2000  # text words a session may send at once / keep queued
+    max_segment_words: int = 60  # a text segment without a sentence end is finalised at this length
+    max_segment_chars: int = 250  # … or before it grows past this many characters (the MT model takes 256 subwords)
+    max_word_chars: int = 100  # longer "words" in a text message are refused (text_too_long)
+    ping_interval_s: float = 20.0
+    ping_timeout_s: float = 20.0
 
     def __post_init__(self) -> None:
         if self.host not in LOOPBACK and not self.token:
             raise UserError(f"binding {self.host} exposes the server beyond this machine: pass --token T "
-                            "(clients then send it as ?token=T or an 'Authorization: Bearer T' header)")
-        if self.max_sessions < 1 or self.workers < 1:
+                            "(clients then send an 'Authorization: Bearer T' header)")
+        if self.max_sessions < 1 or self.workers < 1 or self.max_pending < 1:
             raise UserError("--max-sessions and --workers must be ≥ 1")
+        if not 0 <= self.port <= 65535:
+            raise UserError(f"--port must be in 0..65535 (got {self.port})")
+        if self.max_message_bytes < 1024 or self.max_session_s <= 0 or self.idle_timeout_s <= 0:
+            raise UserError("--max-message-bytes must be ≥ 1024, --max-session-s and the idle timeout > 0")
+
+
+class JsonCloseConnection(ServerConnection):
+    """A connection whose protocol-level failures (an oversized message: 1009, bad UTF-8: 1007, a protocol
+    violation: 1002) close with a JSON reason like every other close of this server."""
+
+    def __init__(self, protocol: Any, *args: Any, **kwargs: Any) -> None:
+        fail = protocol.fail
+
+        def json_fail(code: int, reason: str = "") -> None:
+            fail(code, close_reason(CLOSE_CODE_NAMES.get(int(code), "closed"), reason))
+
+        protocol.fail = json_fail
+        super().__init__(protocol, *args, **kwargs)
 
 
 def default_origins(port: int) -> tuple[str, ...]:
@@ -84,10 +133,17 @@ def default_origins(port: int) -> tuple[str, ...]:
 
 @dataclass
 class ServerState:
+    """``active``: session slots held; ``pending``: connections before their start message."""
+
     sessions: dict[str, StreamSession] = field(default_factory=dict)
-    connections: int = 0
+    active: int = 0
+    pending: int = 0
     refused: int = 0
     served: int = 0
+
+    @property
+    def connections(self) -> int:
+        return self.active + self.pending
 
 
 class CaptionServer:
@@ -97,143 +153,71 @@ class CaptionServer:
         self.models = models
         self.options = options
         self.state = ServerState()
-        self.pool = ThreadPoolExecutor(max_workers=options.workers, thread_name_prefix="simulsub-model")
+        self.scheduler = FairScheduler(options.workers)
+        self.static = static_files()
         self._server: Server | None = None
 
     # -- handshake ------------------------------------------------------------------------------------
-    def _authorised(self, request: Request) -> bool:
-        if not self.options.token:
-            return True
-        offered = parse_qs(urlparse(request.path).query).get("token", [""])[0]
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            offered = offered or header[len("Bearer "):]
-        return hmac.compare_digest(offered.encode(), self.options.token.encode())
+    def _offered_token(self, request: Request) -> str | None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+        for offer in request.headers.get_all("Sec-WebSocket-Protocol"):
+            for proto in (p.strip() for p in offer.split(",")):
+                if proto.startswith(TOKEN_SUBPROTOCOL):
+                    encoded = proto[len(TOKEN_SUBPROTOCOL):]
+                    try:
+                        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+                    except (ValueError, UnicodeDecodeError):
+                        return None
+        return None
 
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() != "websocket":
-            return static_response(request.path)  # the caption pages: no secrets in them, no token needed
-        if not self._authorised(request):
-            return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required\n")
+            return static_response(request.path, self.static)  # the caption pages: no secrets, no token
+        if self.options.token:
+            offered = self._offered_token(request)
+            if offered is None and "token=" in urlparse(request.path).query:
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "tokens in the URL are not accepted (they "
+                                          "end up in logs): send 'Authorization: Bearer T' or the "
+                                          "'simulsub.token.<base64url T>' subprotocol\n")
+            if offered is None or not hmac.compare_digest(offered.encode(), self.options.token.encode()):
+                return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required\n")
         origin = request.headers.get("Origin")
         allowed = self.options.origins or default_origins(self.options.port)
         if origin is not None and origin not in allowed and "*" not in allowed:
-            return connection.respond(HTTPStatus.FORBIDDEN, f"origin {origin} is not allowed (--allow-origin)\n")
+            return connection.respond(HTTPStatus.FORBIDDEN, f"origin {echo(origin)} is not allowed "
+                                      "(--allow-origin)\n")
         return None
 
+    @staticmethod
+    def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
+        """``simulsub`` when the client offers it (browsers that send their token as a subprotocol must get
+        one back); the token subprotocol itself is never echoed."""
+        return Subprotocol(SUBPROTOCOL) if SUBPROTOCOL in offered else None
+
     # -- connection -----------------------------------------------------------------------------------
-    async def _sender(self, ws: ServerConnection, outbox: Outbox) -> None:
-        while (msg := await outbox.get()) is not None:
-            try:
-                await ws.send(json.dumps(msg, ensure_ascii=False))
-            except ConnectionClosed:
-                return
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
-
     async def handler(self, ws: ServerConnection) -> None:
-        outbox = Outbox()
-        sender = asyncio.create_task(self._sender(ws, outbox))
-        session: StreamSession | None = None
-        admitted = self.state.connections < self.options.max_sessions
-        if admitted:
-            self.state.connections += 1  # a slot is held from the handshake on, so racing clients cannot overbook
-        try:
-            if not admitted:
-                self.state.refused += 1
-                outbox.put(error_message("too_many_sessions", f"the server is at its limit of "
-                                         f"{self.options.max_sessions} sessions; try again later"))
-                return
-            session = await self._start(ws, outbox)
-            if session is None:
-                return
-            await self._serve(ws, session, outbox)
-        except ConnectionClosed:
-            pass
-        finally:
-            if admitted:
-                self.state.connections -= 1
-            if session is not None:
-                self.state.sessions.pop(session.id, None)
-                for msg in await self._run(session.stop):  # flushes and persists the open segment
-                    outbox.put(msg)
-            outbox.close()
-            try:
-                await asyncio.wait_for(sender, timeout=10.0)
-            except (TimeoutError, ConnectionClosed):
-                sender.cancel()
-            await ws.close()
+        await Connection(self, ws).run()
 
-    async def _start(self, ws: ServerConnection, outbox: Outbox) -> StreamSession | None:
-        while True:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=self.options.idle_timeout_s)
-            except TimeoutError:
-                outbox.put(error_message("timeout", "no start message"))
-                return None
-            if isinstance(raw, bytes):
-                outbox.put(error_message("expected_start", "send the JSON start message before audio"))
-                continue
-            try:
-                msg = decode_json(raw)
-                if msg["type"] == "stop":
-                    return None  # stopped before starting: nothing to do, close
-                request = parse_start(msg)
-            except ProtocolError as e:
-                outbox.put(error_message(e.code, str(e)))
-                continue
-            sid = secrets.token_hex(6)
-            try:
-                session = await self._run(self._new_session, sid, request)
-            except UserError as e:
-                outbox.put(error_message("bad_start", str(e)))
-                continue
-            self.state.sessions[sid] = session
-            self.state.served += 1
-            logger.info("session %s started (%s, %s)", sid, request.input, session.policy_cfg.name)
-            return session
-
-    def _new_session(self, sid: str, request: StartRequest) -> StreamSession:
+    def new_session(self, sid: str, request: StartRequest) -> StreamSession:
+        """A session's models and files (runs on a model thread: loading a policy's model may take a while)."""
         return StreamSession(sid, request, self.models, out_dir=self.options.out_dir,
-                             max_audio_s=self.options.max_session_s)
-
-    async def _serve(self, ws: ServerConnection, session: StreamSession, outbox: Outbox) -> None:
-        while True:
-            try:
-                raw = await asyncio.wait_for(ws.recv(), timeout=self.options.idle_timeout_s)
-            except TimeoutError:
-                outbox.put(error_message("timeout", f"nothing received for {self.options.idle_timeout_s:.0f} s"))
-                return
-            try:
-                if isinstance(raw, bytes):
-                    msgs = await self._run(session.audio, raw)
-                else:
-                    msg = decode_json(raw)
-                    if msg["type"] == "stop":
-                        return
-                    if msg["type"] != "text" or not isinstance(msg.get("text"), str):
-                        raise ProtocolError("bad_message", "expected binary PCM, {\"type\": \"text\", \"text\": "
-                                                           "...} or {\"type\": \"stop\"}")
-                    msgs = await self._run(session.text, msg["text"])
-            except ProtocolError as e:
-                outbox.put(error_message(e.code, str(e)))
-                continue
-            except ValueError as e:
-                outbox.put(error_message("wrong_input", str(e)))
-                continue
-            for m in msgs:
-                outbox.put(m)
-            if session.over_limit():
-                outbox.put(error_message("session_too_long", f"sessions are limited to "
-                                         f"{self.options.max_session_s:.0f} s of audio"))
-                return
+                             max_audio_s=self.options.max_session_s,
+                             max_segment_words=self.options.max_segment_words,
+                             max_segment_chars=self.options.max_segment_chars)
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> Server:
-        self._server = await serve(self.handler, self.options.host, self.options.port,
-                                   max_size=self.options.max_message_bytes, process_request=self._process_request,
-                                   ping_interval=20, ping_timeout=20)
+        try:
+            self._server = await serve(self.handler, self.options.host, self.options.port,
+                                       max_size=self.options.max_message_bytes, max_queue=4,
+                                       process_request=self._process_request, ping_interval=None,
+                                       select_subprotocol=self._select_subprotocol,
+                                       create_connection=JsonCloseConnection)
+        except OSError as e:
+            raise UserError(f"cannot listen on {self.options.host}:{self.options.port}: {e.strerror or e} "
+                            "(another server on that port? pick one with --port)") from None
         return self._server
 
     @property
@@ -249,11 +233,11 @@ class CaptionServer:
     def close(self) -> None:
         if self._server is not None:
             self._server.close()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.shutdown()
 
     async def aclose(self) -> None:
         """Close every connection (their sessions are finalised and persisted) and stop listening."""
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.scheduler.shutdown()

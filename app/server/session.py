@@ -57,7 +57,8 @@ class StreamSession:
     """Server-side state of one stream; not thread-safe (the server runs one call at a time per session)."""
 
     def __init__(self, session_id: str, request: StartRequest, models: SpeechModels, *,
-                 out_dir: Path | None = None, max_audio_s: float = 4 * 3600.0) -> None:
+                 out_dir: Path | None = None, max_audio_s: float = 4 * 3600.0, max_segment_words: int = 60,
+                 max_segment_chars: int = 250) -> None:
         self.id = session_id
         self.request = request
         base = models.cfg.policy
@@ -69,6 +70,8 @@ class StreamSession:
         )
         self.files = SessionFiles(out_dir, session_id)
         self.max_audio_s = max_audio_s
+        self.max_segment_words = max_segment_words
+        self.max_segment_chars = max_segment_chars
         self.started = time.monotonic()
         self.finals = 0
         self.compute_ms = 0.0
@@ -108,22 +111,38 @@ class StreamSession:
             samples = self._resampler.resample_chunk(samples)
         return self._events(self.pipeline.feed(samples))
 
-    def text(self, text: str) -> list[dict[str, Any]]:
-        """Words of a transcript feed; a word ending a sentence (. ! ?) finalises the segment."""
+    def text(self, words: str | tuple[str, ...] | list[str]) -> list[dict[str, Any]]:
+        """Words of a transcript feed (a string is split on whitespace); a word ending a sentence (. ! ?)
+        finalises the segment, and so does the ``max_segment_words``-th word of a segment without one; a word
+        that would take the segment past ``max_segment_chars`` characters starts the next one (a re-translation
+        policy's cost grows with the segment, and the model takes at most 256 subwords, about 1 per character
+        in the worst case: an endless sentence must neither hold a model thread nor overflow the model).
+        Words that arrive together are read together: the policy updates once per call and segment end, not
+        once per word (a pasted paragraph costs a few translations, not one per word)."""
         if self.pipeline is not None:
             raise ValueError("this session streams audio: text messages need \"input\": \"text\" in start")
         out: list[dict[str, Any]] = []
-        for word in text.split():
+        unread = False  # words appended since the policy's last update
+        for word in words.split() if isinstance(words, str) else words:
+            if self._words and self._chars + 1 + len(word) > self.max_segment_chars:
+                out.extend(self._text_update(finished=True))
+                out.extend(self._text_final())
             if not self._words:
                 self._segment_start = self._now_ms()
             self._words.append(word)
-            end = bool(SENTENCE_END.search(word))
-            out.extend(self._text_update(finished=end))
-            if end:
+            unread = True
+            if SENTENCE_END.search(word) or len(self._words) >= self.max_segment_words:
+                out.extend(self._text_update(finished=True))
                 out.extend(self._text_final())
+                unread = False
+        if unread:
+            out.extend(self._text_update(finished=False))
         return out
 
     def over_limit(self) -> bool:
+        """Past the session length limit: seconds of audio (audio sessions) or of wall time (text sessions)."""
+        if self.pipeline is None:
+            return time.monotonic() - self.started > self.max_audio_s
         return self.audio_s > self.max_audio_s
 
     def stop(self) -> list[dict[str, Any]]:
@@ -132,10 +151,11 @@ class StreamSession:
             return []
         self.stopped = True
         if self.pipeline is not None:
-            if self._resampler is not None:
+            out = []
+            if self._resampler is not None:  # the resampler's delay line holds the last few ms of audio
                 tail = self._resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-                self._events(self.pipeline.feed(tail))
-            out = self._events(self.pipeline.finish())
+                out = self._events(self.pipeline.feed(tail))
+            out += self._events(self.pipeline.finish())
         else:
             out = self._text_final() if self._words else []
         self.files.close()
@@ -153,6 +173,11 @@ class StreamSession:
                 "policy": self.policy_cfg.name}
 
     # -- internals --------------------------------------------------------------------------------------
+    @property
+    def _chars(self) -> int:
+        """Characters of the open text segment (its words joined by spaces)."""
+        return sum(map(len, self._words)) + max(0, len(self._words) - 1)
+
     def _now_ms(self) -> float:
         return (time.monotonic() - self.started) * 1000.0
 

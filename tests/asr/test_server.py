@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import threading
 import time
@@ -17,7 +18,7 @@ import soundfile as sf
 pytest.importorskip("websockets")
 pytest.importorskip("onnxruntime")
 
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 
 from app.errors import UserError
@@ -139,9 +140,17 @@ def test_session_limit_and_abrupt_disconnect(server: Running, tmp_path: Path) ->
     first.send(json.dumps({"type": "start", "sample_rate": 16000}))
     second = connect(server.url)
     second.send(json.dumps({"type": "start", "sample_rate": 16000}))
-    with connect(server.url) as third:
+    deadline = time.time() + 30
+    while server.server.state.active < 2 and time.time() < deadline:
+        time.sleep(0.05)
+    with connect(server.url) as third:  # a connection is accepted; its start is refused while both slots are held
+        third.send(json.dumps({"type": "start", "sample_rate": 16000}))
         msg = json.loads(third.recv())
+        with pytest.raises(ConnectionClosed) as closed:
+            third.recv(timeout=10)
     assert msg["type"] == "error" and msg["code"] == "too_many_sessions"
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1013
+    assert json.loads(closed.value.rcvd.reason)["code"] == "too_many_sessions"
     for frame in pcm_frames(6.0):
         first.send(frame)
     first.close()  # no stop: the server must still finalise and persist what it heard
@@ -166,10 +175,19 @@ def test_token_origin_and_public_bind(models: SpeechModels, tmp_path: Path) -> N
         with pytest.raises(InvalidStatus) as e:
             connect(run.url)
         assert e.value.response.status_code == 401
-        with connect(f"{run.url}?token=s3cret") as ws:
+        with pytest.raises(InvalidStatus) as e:  # a token in the URL would leak into logs: refused
+            connect(f"{run.url}?token=s3cret")
+        assert e.value.response.status_code == 401 and b"URL" in e.value.response.body
+        with connect(run.url, additional_headers={"Authorization": "bearer s3cret"}) as ws:  # scheme: any case
             ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
             ws.send(json.dumps({"type": "stop"}))
             assert collect(ws)[-1]["type"] == "summary"
+        browser = "simulsub.token." + base64.urlsafe_b64encode(b"s3cret").decode().rstrip("=")
+        with connect(run.url, subprotocols=["simulsub", browser]) as ws:  # type: ignore[list-item]
+            assert ws.subprotocol == "simulsub"  # the token itself is never echoed back
+            ws.send(json.dumps({"type": "stop"}))
+        with pytest.raises(InvalidStatus):
+            connect(run.url, subprotocols=["simulsub", browser + "x"])  # type: ignore[list-item]
         with connect(run.url, additional_headers={"Authorization": "Bearer s3cret"},
                      origin="http://localhost") as ws:  # type: ignore[arg-type]
             ws.send(json.dumps({"type": "stop"}))
@@ -218,3 +236,4 @@ def test_the_server_serves_the_caption_pages(server: Running) -> None:
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(base + bad, timeout=10)
         assert e.value.code == 404
+        e.value.close()  # an unread error response keeps its connection open until the server times it out

@@ -1,7 +1,8 @@
 // Shared browser client: microphone → simulsub server → caption callbacks (see docs/protocol.md).
 export class SimulsubClient {
-  constructor({ url, policy, onCaption, onStatus, onSummary }) {
+  constructor({ url, token, policy, onCaption, onStatus, onSummary }) {
     this.url = url;
+    this.token = token === undefined ? pageToken() : token;
     this.policy = policy;
     this.onCaption = onCaption || (() => {});
     this.onStatus = onStatus || (() => {});
@@ -21,7 +22,10 @@ export class SimulsubClient {
     await ctx.audioWorklet.addModule(new URL("pcm-worklet.js", import.meta.url));
     const source = ctx.createMediaStreamSource(stream);
     const node = new AudioWorkletNode(ctx, "pcm-worklet");
-    const ws = new WebSocket(this.url);
+    // Browsers cannot set headers on a WebSocket: the token travels as a subprotocol (never in the URL,
+    // which ends up in logs); the server answers with the plain "simulsub" subprotocol.
+    const protocols = this.token ? ["simulsub", "simulsub.token." + base64url(this.token)] : [];
+    const ws = new WebSocket(this.url, protocols);
     ws.binaryType = "arraybuffer";
     this.ws = ws; this.ctx = ctx; this.stream = stream;
     ws.onopen = () => {
@@ -49,14 +53,26 @@ export class SimulsubClient {
   }
 }
 
-// ws:// or wss:// URL of the server that served this page, keeping ?token=… from the page URL.
+// ws:// or wss:// URL of the server that served this page (no token in it: see pageToken).
 export function serverUrl() {
   const page = new URL(window.location.href);
   const url = new URL("/", page);
   url.protocol = page.protocol === "https:" ? "wss:" : "ws:";
-  const token = page.searchParams.get("token");
-  if (token) url.searchParams.set("token", token);
   return url.toString();
+}
+
+// The server token from the page URL's fragment (#token=T), which browsers never send to any server; a
+// ?token=T query would travel in the page request and end up in logs, so it is not read.
+export function pageToken() {
+  const fragment = new URLSearchParams(window.location.hash.replace(/^#/, ""));
+  return fragment.get("token") || null;
+}
+
+function base64url(text) {
+  const bytes = new TextEncoder().encode(text);
+  let binary = "";
+  bytes.forEach((b) => { binary += String.fromCharCode(b); });
+  return btoa(binary).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 }
 
 // Render one caption message into an element: stable words, then the revisable tail.
