@@ -329,8 +329,8 @@ def test_generated_hostile_inputs_get_clean_answers(models: SpeechModels, tmp_pa
     run = Running(models, ServerOptions(port=0, max_sessions=4, out_dir=tmp_path / "s", idle_timeout_s=20,
                                         max_message_bytes=64 * 1024, start_timeout_s=5.0))
     try:
-        attacks = generate(60, seed=23)
-        assert sum(a.inputs for a in attacks) >= 300
+        attacks = generate(130, seed=23)
+        assert sum(a.inputs for a in attacks) >= 2000
         found = {f"{a.family}: {p}" for a in attacks for p in problems(run_attack(run.url, a, timeout_s=20))}
         assert not found, sorted(found)[:10]
         statuses = [run_http("127.0.0.1", run.server.port, req) for req in http_cases(40, seed=23)]
