@@ -27,14 +27,25 @@ def resolve_mt_model(model: str | Path | None) -> Path:
     return path
 
 
-def load_translator(model: str | Path | None, *, threads: int = 1, device: str = "cpu") -> CT2Translator:
-    """A :class:`models.marian.runtime.CT2Translator` over ``model``, with loading errors made user-facing."""
-    from models.marian.runtime import CT2Translator, ModelDirError
+def load_translator(
+    model: str | Path | None,
+    *,
+    threads: int = 1,
+    device: str = "cpu",
+    source_lang: str | None = None,
+    target_lang: str | None = None,
+) -> CT2Translator:
+    """A :class:`models.marian.runtime.CT2Translator` over ``model``, with loading errors made user-facing.
+
+    ``source_lang``/``target_lang`` choose the languages of a multilingual (M2M100/NLLB) model.
+    """
+    from models.marian.runtime import CT2Translator, LanguageError, ModelDirError
 
     path = resolve_mt_model(model)
     try:
-        return CT2Translator(path, intra_threads=threads, device=device)
-    except ModelDirError as e:
+        return CT2Translator(path, intra_threads=threads, device=device, source_lang=source_lang,
+                             target_lang=target_lang)
+    except (ModelDirError, LanguageError) as e:
         raise UserError(str(e)) from None
     except RuntimeError as e:  # CTranslate2 refuses the files
         raise UserError(f"cannot load {path} as a CTranslate2 model: {e}") from None

@@ -23,11 +23,6 @@ def print_summary(title: str, scores: Mapping[str, object]) -> None:
 
 
 def json_ready(scores: Mapping[str, object]) -> dict[str, object]:
-    """Scores rounded for a JSON summary line (counts as ints, measures to 4 decimals)."""
-    out: dict[str, object] = {}
-    for k, v in scores.items():
-        if isinstance(v, float):
-            out[k] = int(v) if k == "n" else round(v, 4)
-        else:
-            out[k] = v
-    return out
+    """Scores for a JSON summary line: counts as ints, measures at full precision (a script that compares
+    our figures with SimulEval's to 1e-6 must not meet our rounding; the terminal summary rounds)."""
+    return {k: int(v) if k == "n" and isinstance(v, float) else v for k, v in scores.items()}

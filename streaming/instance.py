@@ -45,6 +45,8 @@ class InstanceRecord:
 
     @property
     def reference_length(self) -> int | None:
+        """Whitespace-separated words of the reference. SimulEval counts ``reference.split(" ")``, which agrees
+        except on doubled, leading or trailing spaces and tabs, where it counts empty strings as words."""
         return None if self.reference is None else len(self.reference.split())
 
     def erased_words(self) -> int:
@@ -143,8 +145,9 @@ def _numbers(x: object) -> bool:
 
 def score_instances(records: Sequence[InstanceRecord]) -> dict[str, float]:
     """Corpus scores: AL/LAAL/DAL/AP, their _CA variants when every record has ``elapsed``, BLEU/chrF when
-    every record has a reference, NE when revisions (or their erased-word counts) are logged, and compute per
-    sentence/update when known."""
+    every record has a reference, NE when revisions (or their erased-word counts) are logged, compute per
+    sentence/update when known, and ``rtf`` (compute ms per ms of audio) when speech records carry
+    ``audio_ms`` (``simulsub replay`` logs do)."""
     out: dict[str, float] = {"n": float(len(records))}
     lat = [LatencyInput(r.delays, r.source_length, r.reference_length, r.elapsed) for r in records]
     out.update(corpus_latency(lat))
@@ -163,4 +166,12 @@ def score_instances(records: Sequence[InstanceRecord]) -> dict[str, float]:
         n_upd = sum(r.updates or 0 for r in records)
         if n_upd:
             out["compute_ms_per_update"] = total / n_upd
+        audio_ms = sum(_audio_ms(r) for r in records)
+        if audio_ms > 0:  # speech logs: each stream's audio length rides on its first instance
+            out["rtf"] = total / audio_ms
     return out
+
+
+def _audio_ms(record: InstanceRecord) -> float:
+    value = record.extra.get("audio_ms", 0.0)
+    return float(value) if isinstance(value, (int, float)) and math.isfinite(value) and value > 0 else 0.0

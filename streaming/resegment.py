@@ -145,3 +145,29 @@ def stream_instances(words: Sequence[TimedWord], reference: str, duration_ms: fl
             extra={"stream": index, "sentence": j, "start_ms": round(start, 1), "end_ms": round(end, 1)},
         ))
     return out
+
+
+def attach_segment_stats(instances: Sequence[InstanceRecord],
+                         segments: Sequence[tuple[float, float, InstanceRecord]], audio_ms: float) -> None:
+    """Give the instances of one stream the on-screen erasure, compute and update counts of its VAD segments
+    (``(start_ms, end_ms, record)`` each), so that a scorer reading only the instances log reproduces the
+    stream's NE and compute figures. A segment counts towards the instance whose span (``extra`` ``start_ms`` /
+    ``end_ms``; the whole stream for a single instance) holds its midpoint, or the nearest one. The stream's
+    audio length (ms) goes to its first instance as ``extra["audio_ms"]`` (the real-time factor's denominator).
+    Modifies ``instances`` in place."""
+    if not instances:
+        return
+    erased = [0] * len(instances)
+    compute = [0.0] * len(instances)
+    updates = [0] * len(instances)
+    spans = [(float(r.extra.get("start_ms", 0.0)), float(r.extra.get("end_ms", audio_ms))) for r in instances]
+    for start, end, record in segments:
+        mid = (start + end) / 2.0
+        k = min(range(len(spans)), key=lambda j: 0.0 if spans[j][0] <= mid < spans[j][1]
+                else min(abs(mid - spans[j][0]), abs(mid - spans[j][1])))
+        erased[k] += record.erased_words()
+        compute[k] += record.compute_ms or 0.0
+        updates[k] += record.updates or 0
+    for r, e, c, u in zip(instances, erased, compute, updates, strict=True):
+        r.erased, r.compute_ms, r.updates = e, c, u
+    instances[0].extra["audio_ms"] = audio_ms

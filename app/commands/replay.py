@@ -24,7 +24,7 @@ from app.report import json_ready, print_summary
 from app.speech_session import SpeechModels, add_speech_arguments, speech_config
 from app.textio import read_lines_per_audio
 from streaming.instance import InstanceRecord, score_instances
-from streaming.resegment import TimedWord, stream_instances
+from streaming.resegment import TimedWord, attach_segment_stats, stream_instances
 from streaming.speech_pipeline import CaptionEvent, SegmentResult, SpeechPipeline
 from streaming.subtitles import VTT_HEADER, segment_cues, srt_block, vtt_block
 
@@ -217,6 +217,7 @@ def _replay_all(args: argparse.Namespace, audio: list[Path], refs: list[str] | N
             recs = [InstanceRecord(index=i, prediction=" ".join(w.text for w in words),
                                    delays=[w.delay for w in words], elapsed=[w.elapsed for w in words],
                                    source_length=max(duration, 1.0))]
+        attach_segment_stats(recs, [(s.start_ms, s.end_ms, s.record) for s in segments], duration)
         for j, r in enumerate(recs):
             r.extra["audio"] = str(a)
             if j == 0:  # the file's segments and ASR transcript go with its first instance
@@ -229,9 +230,9 @@ def _replay_all(args: argparse.Namespace, audio: list[Path], refs: list[str] | N
                 log.flush()
         instances.extend(recs)
     wall_ms = (time.perf_counter() - t_wall) * 1000.0
-    scores: dict[str, object] = dict(score_instances(instances))
-    scores["NE"] = erased / max(final_words, 1)
-    scores["rtf"] = compute_ms / max(total_ms, 1.0)
+    scores: dict[str, object] = dict(score_instances(instances))  # NE and rtf from the records: as `score` does
+    scores["NE"] = erased / max(final_words, 1) if "NE" not in scores else scores["NE"]
+    scores["rtf"] = compute_ms / max(total_ms, 1.0) if "rtf" not in scores else scores["rtf"]
     scores["wall_rtf"] = wall_ms / max(total_ms, 1.0)
     scores["audio_s"] = total_ms / 1000.0
     scores["files"] = len(audio)

@@ -62,7 +62,7 @@ def decoding_options(model_dir: Path | None, *, greedy: bool, lm_weight: float |
 
 def run(args: argparse.Namespace) -> int:
     from models.asr.audio import AudioError, load_audio
-    from models.asr.runtime import AsrRunError
+    from models.asr.runtime import AsrRunError, ModelDirError
     from models.asr.streaming import stream_audio
 
     for a in args.audio:
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
                 text = final.text
             else:
                 text = engine.transcribe(audio)
-        except AsrRunError as e:
+        except (AsrRunError, ModelDirError) as e:  # a streaming half named in config.yaml may be missing
             raise UserError(f"{a}: {e}") from None
         compute_s += time.perf_counter() - t0
         audio_s += audio.size / engine.sample_rate

@@ -10,6 +10,12 @@ Our exports also carry the two halves used for streaming (``config.yaml`` → ``
 an encoder ``speech, speech_lengths → enc, enc_len, alphas`` and a decoder
 ``enc, enc_len, acoustic_embeds, acoustic_embeds_len → logits``; CIF runs between them in numpy
 (:mod:`streaming.cif`), so its state can be carried from one chunk to the next.
+
+Every graph's signature is checked when it is loaded (names only, no inference): a graph whose required inputs
+the runtime cannot feed is refused with a :class:`ModelDirError`. FunASR's *online* (streaming) export — an encoder
+``model.onnx`` (``speech, speech_lengths → enc, enc_len, alphas``, fed pre-scaled, position-encoded features) beside
+a ``decoder.onnx`` that carries its FSMN memory in ``in_cache_*`` inputs — is named as such and refused: this
+runtime streams offline exports itself.
 """
 
 from __future__ import annotations
@@ -32,6 +38,14 @@ logger = logging.getLogger(__name__)
 
 
 CTC_OUTPUT = "ctc_logprobs"  # optional extra output of our graphs: the CTC head's log-softmax per encoder frame
+ENCODER_INPUTS = ("speech", "speech_lengths")  # what :meth:`ParaformerOnnx.encode` feeds, by name
+ENCODER_OUTPUTS = ("enc", "enc_len", "alphas")
+DECODER_INPUTS = ("enc", "enc_len", "acoustic_embeds", "acoustic_embeds_len")  # what decode_embeddings feeds
+ONLINE_DECODERS = ("decoder.onnx", "decoder_quant.onnx")  # FunASR's online export: the cached decoder graphs
+CACHE_PREFIX = "in_cache_"  # FunASR's online decoder: one FSMN memory input per decoder block
+REEXPORT = ("funasr-export ++model=<offline model> ++type=onnx) or use a directory written by simulsub export")
+ONLINE_ADVICE = ("simulsub runs offline Paraformer exports and streams them itself: export the offline (non-online) "
+                 "model instead (" + REEXPORT)
 
 
 class ModelDirError(ValueError):
@@ -131,6 +145,104 @@ def _session(path: Path, threads: int, providers: list[str] | None) -> Any:
         raise ModelDirError(f"onnxruntime cannot load {path}: {str(e).strip()[:300]}") from None
 
 
+def _io_names(session: Any) -> tuple[list[str], list[str]]:
+    """Names of a session's required inputs (overridable initializers left out) and of its outputs, in order."""
+    return [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
+
+
+def _names(names: list[str]) -> str:
+    """Graph input/output names for a one-line message (a long run, such as the caches, shortened to its ends)."""
+    return ", ".join(names) if len(names) <= 6 else f"{names[0]}, {names[1]}, … {names[-1]} ({len(names)} inputs)"
+
+
+def online_export_error(model_dir: Path, why: str) -> ModelDirError:
+    """The one-line refusal of a FunASR online (streaming) export; ``why`` names the evidence."""
+    return ModelDirError(f"{model_dir} is a FunASR online (streaming) Paraformer export ({why}); {ONLINE_ADVICE}")
+
+
+def online_decoder(model_dir: Path, names: tuple[str, ...] = ONLINE_DECODERS) -> tuple[str, list[str]] | None:
+    """(file name, ``in_cache_*`` inputs) of the first of ``names`` in ``model_dir`` that is a FunASR online decoder
+    graph; None when none is. Opens the graphs with onnxruntime to read their input names (no inference)."""
+    for name in names:
+        path = model_dir / name
+        if path.is_file():
+            try:
+                inputs, _ = _io_names(_session(path, 1, None))
+            except ModelDirError:  # unreadable: no evidence either way
+                continue
+            caches = [n for n in inputs if n.startswith(CACHE_PREFIX)]
+            if caches:
+                return name, caches
+    return None
+
+
+def config_online_hint(config: dict[str, Any]) -> str | None:
+    """Why ``config.yaml`` describes FunASR's streaming Paraformer (``model: ParaformerStreaming``, a chunked
+    encoder, the online frontend), or None."""
+    model = str(config.get("model") or "")
+    if "streaming" in model.lower() or "online" in model.lower():
+        return f"config.yaml: model: {model}"
+    enc = config.get("encoder_conf")
+    if isinstance(enc, dict) and "chunk_size" in enc:
+        return f"config.yaml: encoder_conf.chunk_size {enc['chunk_size']}"
+    frontend = str(config.get("frontend") or "")
+    if frontend.lower().endswith("online"):
+        return f"config.yaml: frontend: {frontend}"
+    return None
+
+
+def _online_evidence(path: Path, inputs: list[str], outputs: list[str], config: dict[str, Any]) -> str | None:
+    """Why the graph ``path`` (required ``inputs``, ``outputs``) belongs to a FunASR online export, or None: its own
+    cache inputs, an online decoder beside it, or (for an encoder-shaped graph) what config.yaml says."""
+    caches = [n for n in inputs if n.startswith(CACHE_PREFIX)]
+    if caches:
+        return f"{path.name} takes {_names(caches)} inputs"
+    found = online_decoder(path.parent, ONLINE_DECODERS[::-1] if "quant" in path.name else ONLINE_DECODERS)
+    if found is not None:
+        return f"{found[0]} takes {_names(found[1])} inputs; {path.name} is its encoder"
+    hint = config_online_hint(config)
+    if hint is not None and set(ENCODER_OUTPUTS) <= set(outputs):
+        return f"{hint}; {path.name} outputs {', '.join(outputs)}"
+    return None
+
+
+def check_offline_graph(path: Path, session: Any, config: dict[str, Any]) -> None:
+    """Refuse an offline graph unless it takes exactly two inputs (features, lengths) and gives ``logits`` and
+    ``token_num`` (an encoder half, e.g. FunASR's online ``model.onnx``, gives ``enc, enc_len, alphas``)."""
+    inputs, outputs = _io_names(session)
+    encoder_half = set(ENCODER_OUTPUTS) <= set(outputs) and "token_num" not in outputs
+    if len(inputs) == 2 and len(outputs) >= 2 and not encoder_half:
+        return
+    why = _online_evidence(path, inputs, outputs, config)
+    if why is not None:
+        raise online_export_error(path.parent, why)
+    if len(inputs) != 2:
+        raise ModelDirError(f"{path} needs the inputs {_names(inputs)}; simulsub feeds an offline Paraformer graph "
+                            "exactly two (features float32 [B, T, 560], lengths int32 [B]): export a plain offline "
+                            "Paraformer (" + REEXPORT)
+    if encoder_half:
+        raise ModelDirError(f"{path} is a Paraformer encoder half (outputs {', '.join(outputs)}), not an offline "
+                            "graph (speech, speech_lengths → logits, token_num); " + ONLINE_ADVICE)
+    raise ModelDirError(f"{path} has outputs {outputs}; expected logits and token_num")
+
+
+def check_half(path: Path, session: Any, fed: tuple[str, ...], needed_outputs: tuple[str, ...]) -> None:
+    """Refuse a streaming half whose required inputs are not exactly ``fed`` or that lacks ``needed_outputs``."""
+    inputs, outputs = _io_names(session)
+    caches = [n for n in inputs if n.startswith(CACHE_PREFIX)]
+    if caches:
+        raise online_export_error(path.parent, f"{path.name} takes {_names(caches)} inputs")
+    if set(inputs) != set(fed):
+        extra, missing = [n for n in inputs if n not in fed], [n for n in fed if n not in inputs]
+        raise ModelDirError(
+            f"{path} takes the inputs {_names(inputs)} but simulsub feeds a streaming "
+            f"{'encoder' if fed == ENCODER_INPUTS else 'decoder'} exactly {', '.join(fed)}"
+            + (f" ({_names(extra)} cannot be fed)" if extra else f" ({', '.join(missing)} missing)")
+            + "; re-export the directory with simulsub export")
+    if any(n not in outputs for n in needed_outputs):
+        raise ModelDirError(f"{path} has outputs {', '.join(outputs)}; expected {', '.join(needed_outputs)}")
+
+
 def _output_index(session: Any, name: str) -> int | None:
     """Position of the output ``name`` among a session's outputs, None when the graph lacks it."""
     names = [o.name for o in session.get_outputs()]
@@ -212,10 +324,10 @@ class ParaformerOnnx:
             path = self.model_dir / other
         if path.is_file():
             self.session = _session(path, threads, providers)
-            out_names = [o.name for o in self.session.get_outputs()]
-            if len(out_names) < 2:
-                raise ModelDirError(f"{path} has outputs {out_names}; expected logits and token_num")
+            check_offline_graph(path, self.session, raw)
             self._offline_ctc = _output_index(self.session, CTC_OUTPUT)
+            if self.config.streaming is not None and self._streaming_files(missing_ok=True) is not None:
+                self._streaming_sessions()  # their signatures are checked now, not at the first streamed chunk
         elif self.config.streaming is not None:
             # no offline graph shipped: offline decoding runs the streaming halves over the whole utterance
             self._streaming_sessions()
@@ -307,23 +419,36 @@ class ParaformerOnnx:
         return self.recognize_features(self.features(audio)).text
 
     # --- streaming halves (our exports only) -------------------------------------------------------------
-    def _streaming_sessions(self) -> tuple[Any, Any]:
+    def _streaming_files(self, *, missing_ok: bool = False) -> tuple[str, str] | None:
+        """File names of the streaming (encoder, decoder) to load; a missing one raises (None with ``missing_ok``)."""
         parts = self.config.streaming
         if parts is None:
             raise ModelDirError(f"{self.model_dir} has no streaming encoder/decoder graphs")
-        if self._enc is None:
-            enc = parts.encoder_quant if self._quantized and parts.encoder_quant else parts.encoder
-            dec = parts.decoder_quant if self._quantized and parts.decoder_quant else parts.decoder
-            # a directory shipped int8 only (as the bundled one is) still runs where float graphs were asked for
-            if not self._quantized and parts.encoder_quant and parts.decoder_quant and not (
-                    (self.model_dir / enc).is_file() and (self.model_dir / dec).is_file()):
+        enc = parts.encoder_quant if self._quantized and parts.encoder_quant else parts.encoder
+        dec = parts.decoder_quant if self._quantized and parts.decoder_quant else parts.decoder
+        # a directory shipped int8 only (as the bundled one is) still runs where float graphs were asked for
+        if not self._quantized and parts.encoder_quant and parts.decoder_quant and not (
+                (self.model_dir / enc).is_file() and (self.model_dir / dec).is_file()):
+            if not missing_ok:
                 logger.warning("%s has no float streaming graphs; using the int8 ones", self.model_dir)
-                enc, dec = parts.encoder_quant, parts.decoder_quant
-            for name in (enc, dec):
-                if not (self.model_dir / name).is_file():
-                    raise ModelDirError(f"{self.model_dir} lists {name} in config.yaml but the file is missing")
-            self._enc = _session(self.model_dir / enc, self.threads, self._providers)
-            self._dec = _session(self.model_dir / dec, self.threads, self._providers)
+            enc, dec = parts.encoder_quant, parts.decoder_quant
+        for name in (enc, dec):
+            if not (self.model_dir / name).is_file():
+                if missing_ok:
+                    return None
+                raise ModelDirError(f"{self.model_dir} lists {name} in config.yaml but the file is missing")
+        return enc, dec
+
+    def _streaming_sessions(self) -> tuple[Any, Any]:
+        if self._enc is None:
+            files = self._streaming_files()
+            assert files is not None
+            enc_path, dec_path = self.model_dir / files[0], self.model_dir / files[1]
+            enc = _session(enc_path, self.threads, self._providers)
+            check_half(enc_path, enc, ENCODER_INPUTS, ENCODER_OUTPUTS)
+            dec = _session(dec_path, self.threads, self._providers)
+            check_half(dec_path, dec, DECODER_INPUTS, ("logits",))
+            self._enc, self._dec = enc, dec
             self._enc_ctc = _output_index(self._enc, CTC_OUTPUT)
         return self._enc, self._dec
 
@@ -331,22 +456,29 @@ class ParaformerOnnx:
         """Streaming encoder on a window of features ``[T, D]`` → encoder output ``[T, H]``, alphas ``[T]`` and,
         when the graph has a CTC head, its log-probs ``[T, V]`` (else None)."""
         enc_s, _ = self._streaming_sessions()
-        outs = enc_s.run(
-            None, {"speech": feats[None].astype(np.float32), "speech_lengths": np.array([feats.shape[0]], np.int32)}
-        )
+        try:
+            outs = enc_s.run(None, {"speech": feats[None].astype(np.float32),
+                                    "speech_lengths": np.array([feats.shape[0]], np.int32)})
+        except Exception as e:  # onnxruntime's own exception types (InvalidArgument, Fail, …)
+            raise AsrRunError(f"{self.model_dir}: the streaming encoder failed on {feats.shape[0]} feature frames "
+                              f"({str(e).splitlines()[0][:300]})") from None
         ctc = np.asarray(outs[self._enc_ctc])[0] if self._enc_ctc is not None else None
         return np.asarray(outs[0])[0], np.asarray(outs[2])[0], ctc
 
     def decode_embeddings(self, enc: np.ndarray, embeds: np.ndarray) -> np.ndarray:
         """Parallel decoder: encoder memory ``[T, H]`` and CIF embeddings ``[N, H]`` → log-probs ``[N, V]``."""
         _, dec_s = self._streaming_sessions()
-        (logits,) = dec_s.run(
-            ["logits"],
-            {
-                "enc": enc[None].astype(np.float32),
-                "enc_len": np.array([enc.shape[0]], np.int32),
-                "acoustic_embeds": embeds[None].astype(np.float32),
-                "acoustic_embeds_len": np.array([embeds.shape[0]], np.int32),
-            },
-        )
+        try:
+            (logits,) = dec_s.run(
+                ["logits"],
+                {
+                    "enc": enc[None].astype(np.float32),
+                    "enc_len": np.array([enc.shape[0]], np.int32),
+                    "acoustic_embeds": embeds[None].astype(np.float32),
+                    "acoustic_embeds_len": np.array([embeds.shape[0]], np.int32),
+                },
+            )
+        except Exception as e:  # onnxruntime's own exception types (InvalidArgument, Fail, …)
+            raise AsrRunError(f"{self.model_dir}: the streaming decoder failed on {enc.shape[0]} encoder frames and "
+                              f"{embeds.shape[0]} tokens ({str(e).splitlines()[0][:300]})") from None
         return np.asarray(logits)[0]

@@ -2,12 +2,17 @@
 
 A model directory holds the CTranslate2 files (``model.bin``, ``config.json``, vocabulary) and the
 SentencePiece models ``source.spm`` and ``target.spm`` (one joint model may be copied to both names).
+
+Multilingual M2M100/NLLB conversions are recognised by the language tokens in their vocabulary
+(``__de__`` or ``deu_Latn``): the source is then ``[source token] + pieces + </s>`` and every decode
+starts from the forced target-language token, which is removed again from the output.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +22,24 @@ import sentencepiece as spm
 logger = logging.getLogger(__name__)
 
 EOS = "</s>"
+WORD_BOUNDARY = "\u2581"  # SentencePiece's "▁"
 DEFAULT_MAX_SOURCE_TOKENS = 512
+DEFAULT_SOURCE_LANG = "en"  # used for a multilingual model when neither the caller nor simulsub.json names one
+DEFAULT_TARGET_LANG = "de"
+
+M2M100_TOKEN = re.compile(r"^__([a-z]{2,3}(?:_[A-Za-z]+)?)__$")
+NLLB_TOKEN = re.compile(r"^([a-z]{3})_([A-Z][a-z]{3})$")
+# ISO 639-1 → NLLB (FLORES-200) code, for the common languages; other languages by their NLLB code or 3-letter prefix.
+ISO_TO_NLLB = {
+    "ar": "arb_Arab", "bg": "bul_Cyrl", "ca": "cat_Latn", "cs": "ces_Latn", "da": "dan_Latn", "de": "deu_Latn",
+    "el": "ell_Grek", "en": "eng_Latn", "es": "spa_Latn", "et": "est_Latn", "fa": "pes_Arab", "fi": "fin_Latn",
+    "fr": "fra_Latn", "he": "heb_Hebr", "hi": "hin_Deva", "hr": "hrv_Latn", "hu": "hun_Latn", "id": "ind_Latn",
+    "it": "ita_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "lt": "lit_Latn", "lv": "lvs_Latn", "nl": "nld_Latn",
+    "no": "nob_Latn", "pl": "pol_Latn", "pt": "por_Latn", "ro": "ron_Latn", "ru": "rus_Cyrl", "sk": "slk_Latn",
+    "sl": "slv_Latn", "sr": "srp_Cyrl", "sv": "swe_Latn", "th": "tha_Thai", "tr": "tur_Latn", "uk": "ukr_Cyrl",
+    "vi": "vie_Latn", "zh": "zho_Hans",
+}
+NLLB_TO_ISO = {code.split("_")[0]: iso for iso, code in ISO_TO_NLLB.items()}
 
 
 class ModelDirError(ValueError):
@@ -26,6 +48,10 @@ class ModelDirError(ValueError):
 
 class SourceTooLongError(ValueError):
     """A sentence has more subword tokens than the model accepts."""
+
+
+class LanguageError(ValueError):
+    """A requested language has no language token in a multilingual model's vocabulary."""
 
 
 @dataclass(frozen=True)
@@ -41,8 +67,106 @@ class DecodeOptions:
     prefix_bias_beta: float = 0.0
 
 
+@dataclass(frozen=True)
+class LanguageTokens:
+    """The language tokens of a multilingual vocabulary: ``style`` is ``"m2m100"`` (``__de__``) or ``"nllb"``."""
+
+    style: str
+    tokens: frozenset[str]
+
+    def resolve(self, lang: str) -> str:
+        """The model's token for ``lang``: an ISO 639-1 code (``de``), a 3-letter code (``deu``) or a token."""
+        want = lang.strip()
+        if want in self.tokens:
+            return want
+        m2m, nllb = M2M100_TOKEN.match(want), NLLB_TOKEN.match(want)
+        code = (m2m.group(1) if m2m else nllb.group(1) if nllb else re.split(r"[-_]", want)[0]).lower()
+        iso = NLLB_TO_ISO.get(code, code)
+        if self.style == "m2m100":
+            candidates = [f"__{code}__", f"__{iso}__"]
+        else:
+            default = ISO_TO_NLLB.get(iso, "")
+            three = default.split("_")[0] if default else code
+            scripts = sorted(t for t in self.tokens if t.startswith(three + "_"))
+            if default not in self.tokens and len(scripts) > 1:
+                raise LanguageError(f"language {lang!r} is ambiguous in this NLLB model: pass one of {scripts}")
+            candidates = [default, *scripts]
+        for token in candidates:
+            if token in self.tokens:
+                return token
+        some = sorted(self.tokens)
+        shown = ", ".join(some[:24]) + (f", ... ({len(some)} in all)" if len(some) > 24 else "")
+        raise LanguageError(
+            f"language {lang!r} is not in this {self.style.upper()} model's vocabulary; available: {shown} "
+            "(ISO codes such as 'en' or 'de' are accepted too)"
+        )
+
+
+def read_vocabulary(model_dir: Path, side: str) -> list[str]:
+    """Tokens of a CTranslate2 directory's ``side`` (``source``/``target``) vocabulary; [] when it has none.
+
+    Reads ``shared_vocabulary.{json,txt}``, else ``{side}_vocabulary.{json,txt}``.
+    """
+    for stem in ("shared_vocabulary", f"{side}_vocabulary"):
+        js, txt = model_dir / f"{stem}.json", model_dir / f"{stem}.txt"
+        if js.is_file():
+            tokens = json.loads(js.read_text(encoding="utf-8"))
+            return [str(t) for t in tokens]
+        if txt.is_file():
+            return txt.read_text(encoding="utf-8").split("\n")
+    return []
+
+
+def detect_language_tokens(tokens: list[str]) -> LanguageTokens | None:
+    """The M2M100 or NLLB language tokens among ``tokens``; None for a bilingual vocabulary (fewer than 2)."""
+    m2m = frozenset(t for t in tokens if M2M100_TOKEN.match(t))
+    nllb = frozenset(t for t in tokens if NLLB_TOKEN.match(t))
+    if len(m2m) < 2 and len(nllb) < 2:
+        return None
+    return LanguageTokens("m2m100", m2m) if len(m2m) >= len(nllb) else LanguageTokens("nllb", nllb)
+
+
+def decode_pieces(sp: spm.SentencePieceProcessor, pieces: list[str]) -> str:
+    """``sp.decode_pieces(pieces)``, except that pieces unknown to ``sp`` decode the SentencePiece way (▁ = space).
+
+    OPUS-MT models share one vocabulary between both sides, so the model can emit a piece that only
+    ``source.spm`` knows; ``decode_pieces`` would keep its ``▁`` literally (``Ein▁cow▁cow Hund``). When every
+    piece is known the result is exactly ``sp.decode_pieces(pieces)``.
+    """
+    unk_id = sp.unk_id()
+    unk_piece = sp.id_to_piece(unk_id)
+    known = [p == unk_piece or sp.piece_to_id(p) != unk_id for p in pieces]
+    if all(known):
+        text: str = sp.decode_pieces(pieces)
+        return text
+    parts: list[str] = []
+    run: list[str] = []
+
+    def flush() -> None:
+        if run:
+            decoded: str = sp.decode_pieces(run)
+            if any(parts) and run[0].startswith(WORD_BOUNDARY) and not decoded.startswith(" "):
+                decoded = " " + decoded  # decode_pieces drops a leading boundary; keep it mid-sentence
+            parts.append(decoded)
+            run.clear()
+
+    for piece, is_known in zip(pieces, known, strict=True):
+        if is_known:
+            run.append(piece)
+            continue
+        flush()
+        word = piece.replace(WORD_BOUNDARY, " ")
+        parts.append(word if any(parts) else word.lstrip(" "))  # like SentencePiece: no space at the very start
+    flush()
+    return "".join(parts)
+
+
 class CT2Translator:
-    """Sentence-in, sentence-out translator over a CTranslate2 model directory."""
+    """Sentence-in, sentence-out translator over a CTranslate2 model directory.
+
+    ``source_lang``/``target_lang`` (else ``simulsub.json``'s ``source_lang``/``target_lang``, else en→de) pick
+    the languages of a multilingual M2M100/NLLB model; a bilingual model has no language tokens and ignores them.
+    """
 
     def __init__(
         self,
@@ -52,6 +176,8 @@ class CT2Translator:
         compute_type: str = "default",
         intra_threads: int = 1,
         inter_threads: int = 1,
+        source_lang: str | None = None,
+        target_lang: str | None = None,
     ) -> None:
         self.model_dir = Path(model_dir)
         missing = [n for n in ("model.bin", "source.spm", "target.spm") if not (self.model_dir / n).is_file()]
@@ -66,6 +192,7 @@ class CT2Translator:
         meta_path = self.model_dir / "simulsub.json"
         meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
         self.max_source_tokens: int = int(meta.get("max_source_tokens", DEFAULT_MAX_SOURCE_TOKENS))
+        self._init_languages(meta, source_lang, target_lang)
         self.translator = ctranslate2.Translator(
             str(self.model_dir),
             device=device,
@@ -74,10 +201,48 @@ class CT2Translator:
             inter_threads=inter_threads,
         )
 
+    def _init_languages(self, meta: dict[str, object], source_lang: str | None, target_lang: str | None) -> None:
+        """Set ``source_lang_token``/``target_lang_token`` (None for a bilingual model)."""
+        self.source_lang_token: str | None = None
+        self.target_lang_token: str | None = None
+        self.language_tokens: frozenset[str] = frozenset()
+        src_langs = self._detect_languages("source", self.source_sp)
+        shared = any((self.model_dir / f"shared_vocabulary.{ext}").is_file() for ext in ("json", "txt"))
+        tgt_langs = src_langs if shared else self._detect_languages("target", self.target_sp)
+        if src_langs is None or tgt_langs is None:
+            if source_lang or target_lang:
+                logger.warning("%s has no language tokens (not an M2M100/NLLB model): source_lang/target_lang "
+                               "ignored", self.model_dir)
+            return
+        src = source_lang or str(meta.get("source_lang") or meta.get("src_lang") or DEFAULT_SOURCE_LANG)
+        tgt = target_lang or str(meta.get("target_lang") or meta.get("tgt_lang") or DEFAULT_TARGET_LANG)
+        self.source_lang_token = src_langs.resolve(src)
+        self.target_lang_token = tgt_langs.resolve(tgt)
+        self.language_tokens = src_langs.tokens | tgt_langs.tokens
+        logger.info("%s: multilingual %s model, %s -> %s", self.model_dir, tgt_langs.style,
+                    self.source_lang_token, self.target_lang_token)
+
+    def _detect_languages(self, side: str, sp: spm.SentencePieceProcessor) -> LanguageTokens | None:
+        """Language tokens of one side, from the CTranslate2 vocabulary (else from the SentencePiece model)."""
+        tokens = read_vocabulary(self.model_dir, side)
+        if not tokens:
+            tokens = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+        return detect_language_tokens(tokens)
+
+    @property
+    def multilingual(self) -> bool:
+        """Whether the model is an M2M100/NLLB model steered by language tokens."""
+        return self.target_lang_token is not None
+
     # -- tokenisation -------------------------------------------------------------------------
     def encode_source(self, text: str) -> list[str]:
-        """SentencePiece pieces of ``text`` followed by ``</s>`` (CTranslate2 does not add it)."""
+        """SentencePiece pieces of ``text`` followed by ``</s>`` (CTranslate2 does not add it).
+
+        A multilingual model's pieces are preceded by the source-language token.
+        """
         pieces: list[str] = self.source_sp.encode(text, out_type=str)
+        if self.source_lang_token is not None:
+            pieces = [self.source_lang_token, *pieces]
         if len(pieces) + 1 > self.max_source_tokens:
             raise SourceTooLongError(
                 f"sentence has {len(pieces) + 1} tokens, over the model's limit of {self.max_source_tokens}: "
@@ -86,12 +251,26 @@ class CT2Translator:
         return [*pieces, EOS]
 
     def encode_target(self, text: str) -> list[str]:
+        """SentencePiece pieces of target text (no language token, no ``</s>``)."""
         pieces: list[str] = self.target_sp.encode(text, out_type=str)
         return pieces
 
     def decode_target(self, pieces: list[str]) -> str:
-        text: str = self.target_sp.decode_pieces(pieces)
-        return text
+        """Detokenise target pieces (language tokens dropped); see :func:`decode_pieces`."""
+        if self.language_tokens:
+            pieces = [p for p in pieces if p not in self.language_tokens]
+        return decode_pieces(self.target_sp, pieces)
+
+    def _lang_prefix(self, prefix: list[str] | None = None) -> list[str]:
+        """``prefix`` preceded by the target-language token of a multilingual model."""
+        head = [self.target_lang_token] if self.target_lang_token is not None else []
+        return [*head, *(prefix or [])]
+
+    def _strip_lang(self, pieces: list[str]) -> list[str]:
+        """``pieces`` without the leading target-language token."""
+        if self.target_lang_token is not None and pieces[:1] == [self.target_lang_token]:
+            return pieces[1:]
+        return pieces
 
     # -- translation --------------------------------------------------------------------------
     def translate_pieces(
@@ -99,24 +278,60 @@ class CT2Translator:
         sources: list[list[str]],
         options: DecodeOptions = DecodeOptions(),
         target_prefixes: list[list[str]] | None = None,
+        *,
+        keep_language_token: bool = False,
     ) -> list[list[str]]:
-        """Translate pre-tokenised sources (each ending in ``</s>``) to target pieces."""
+        """Translate pre-tokenised sources (from :meth:`encode_source`) to target pieces.
+
+        ``target_prefixes`` are target pieces without the language token: forced, or favoured when
+        ``options.prefix_bias_beta`` > 0. A multilingual model's output starts with the forced target-language
+        token, removed unless ``keep_language_token``.
+        """
         if not sources:
             return []
+        n_lang = 1 if self.multilingual else 0
         kwargs: dict[str, object] = {}
+        biased = False
         if target_prefixes is not None and any(target_prefixes):
-            kwargs["target_prefix"] = target_prefixes
+            kwargs["target_prefix"] = [self._lang_prefix(p) for p in target_prefixes]
             if options.prefix_bias_beta > 0:
                 kwargs["prefix_bias_beta"] = options.prefix_bias_beta
+                biased = True
+        elif self.multilingual:
+            kwargs["target_prefix"] = [self._lang_prefix() for _ in sources]
+        max_len = min(options.max_decoding_length + n_lang, self.max_source_tokens - 1)
         results = self.translator.translate_batch(
             sources,
             beam_size=options.beam_size,
-            max_decoding_length=min(options.max_decoding_length, self.max_source_tokens - 1),
+            max_decoding_length=max_len,
             length_penalty=options.length_penalty,
             max_batch_size=64,
             **kwargs,
         )
-        return [list(r.hypotheses[0]) for r in results]
+        hyps = [list(r.hypotheses[0]) for r in results]
+        if biased and self.multilingual:
+            hyps = self._force_language(sources, hyps, options, max_len)
+        return hyps if keep_language_token else [self._strip_lang(h) for h in hyps]
+
+    def _force_language(
+        self, sources: list[list[str]], hyps: list[list[str]], options: DecodeOptions, max_len: int
+    ) -> list[list[str]]:
+        """Redo, forcing only the language token, the biased hypotheses that left the target language.
+
+        CTranslate2 biases the whole prefix, language token included, when ``prefix_bias_beta`` > 0.
+        """
+        redo = [i for i, h in enumerate(hyps) if h[:1] != [self.target_lang_token]]
+        if not redo:
+            return hyps
+        results = self.translator.translate_batch(
+            [sources[i] for i in redo], target_prefix=[self._lang_prefix() for _ in redo],
+            beam_size=options.beam_size, max_decoding_length=max_len, length_penalty=options.length_penalty,
+            max_batch_size=64,
+        )
+        out = list(hyps)
+        for i, r in zip(redo, results, strict=True):
+            out[i] = list(r.hypotheses[0])
+        return out
 
     def translate(self, texts: list[str], options: DecodeOptions = DecodeOptions()) -> list[str]:
         """Translate detokenised sentences; an empty sentence translates to an empty string."""
@@ -141,11 +356,11 @@ class CT2Translator:
         self, source: str, target_prefix: str, *, beam_size: int = 1, max_new_tokens: int = 8
     ) -> tuple[str, bool]:
         """Extend ``target_prefix`` by at most ``max_new_tokens`` pieces; implements ``PrefixContinuer``."""
-        prefix = self.encode_target(target_prefix) if target_prefix else []
+        prefix = self._lang_prefix(self.encode_target(target_prefix) if target_prefix else [])
         budget = min(len(prefix) + max_new_tokens, self.max_source_tokens - 1)
         result = self.translator.translate_batch(
             [self.encode_source(source)], target_prefix=[prefix] if prefix else None, beam_size=beam_size,
             max_decoding_length=budget,
         )[0]
         pieces = list(result.hypotheses[0])
-        return self.decode_target(pieces), len(pieces) < budget
+        return self.decode_target(self._strip_lang(pieces)), len(pieces) < budget

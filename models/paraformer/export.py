@@ -8,7 +8,9 @@ Written files:
 - with a CTC head, both graphs add ``ctc_logprobs`` ``[B, T, V]`` (the head's log-softmax per encoder frame), which
   :mod:`models.asr.decoding` uses to rescore (FunASR's runtime reads the first two outputs and ignores it);
 - ``stream_decoder.onnx`` (+ ``_quant``): ``enc, enc_len, acoustic_embeds, acoustic_embeds_len → logits``;
-- ``config.yaml`` (``frontend_conf``, ``model_conf.predictor_bias``, ``predictor_conf``, ``simulsub.streaming``),
+- ``config.yaml`` (``frontend_conf``, ``model_conf.predictor_bias``, ``predictor_conf``, ``simulsub.streaming``;
+  ``lang: en-bpe`` for a SentencePiece vocabulary, without which FunASR's ``funasr_onnx`` rejects the ``▁``-pieces
+  with ``invalid character: ▁a``),
   ``am.mvn`` (Kaldi nnet text CMVN), ``tokens.json`` (id → token list).
 """
 
@@ -24,12 +26,13 @@ from torch import Tensor, nn
 
 from models.asr.decoding import DecodeOptions
 from models.asr.frontend import Cmvn, FrontendOptions, write_am_mvn
-from models.asr.tokens import TokenList
+from models.asr.tokens import SPM_SPACE, TokenList
 from models.paraformer.model import Paraformer, lengths_to_mask
 
 logger = logging.getLogger(__name__)
 
 OPSET = 17
+BPE_LANG = "en-bpe"  # config.yaml ``lang`` that makes funasr_onnx detokenise ▁-pieces with SentencePiece
 
 
 class _Offline(nn.Module):
@@ -132,9 +135,15 @@ def export_onnx(model: Paraformer, out_dir: Path, *, quantized: bool = True, off
     return written
 
 
+def is_bpe_vocabulary(tokens: TokenList) -> bool:
+    """True for a SentencePiece vocabulary: some piece starts with ``▁`` (a word start)."""
+    return any(t.startswith(SPM_SPACE) for t in tokens.tokens)
+
+
 def write_config(model: Paraformer, out_dir: Path, frontend: FrontendOptions, *, quantized: bool = True,
-                 extra: dict[str, Any] | None = None) -> Path:
-    """``config.yaml`` in FunASR's layout (plus a ``simulsub`` section for the streaming graphs)."""
+                 extra: dict[str, Any] | None = None, tokens: TokenList | None = None) -> Path:
+    """``config.yaml`` in FunASR's layout (plus a ``simulsub`` section for the streaming graphs); with ``tokens``
+    of SentencePiece pieces (``▁word``) it also carries ``lang: en-bpe`` for funasr_onnx."""
     c = model.config
     streaming: dict[str, Any] = {"encoder": "stream_encoder.onnx", "decoder": "stream_decoder.onnx"}
     if quantized:
@@ -156,6 +165,7 @@ def write_config(model: Paraformer, out_dir: Path, frontend: FrontendOptions, *,
         "frontend_conf": frontend.to_config(),
         "tokenizer": "SentencePieceTokenizer",
         "tokenizer_conf": {"bpemodel": "tokens.model"},
+        **({"lang": BPE_LANG} if tokens is not None and is_bpe_vocabulary(tokens) else {}),
         "simulsub": {"streaming": streaming, "architecture": c.to_dict(),
                      "decoding": DecodeOptions().to_config() if model.ctc is not None else
                      {**DecodeOptions().to_config(), "ctc_weight": 0.0, "skip_penalty": 0.0},
@@ -173,7 +183,7 @@ def export_directory(model: Paraformer, out_dir: Path, *, frontend: FrontendOpti
     if len(tokens) != model.config.vocab_size:
         raise ValueError(f"{len(tokens)} tokens but the model has vocab_size {model.config.vocab_size}")
     export_onnx(model, out_dir, quantized=quantized)
-    write_config(model, out_dir, frontend, quantized=quantized, extra=extra)
+    write_config(model, out_dir, frontend, quantized=quantized, extra=extra, tokens=tokens)
     write_am_mvn(cmvn, out_dir / "am.mvn")
     tokens.save(out_dir / "tokens.json")
     if spm_model is not None:

@@ -173,3 +173,14 @@ def test_replay_text_waitk_never_revises(tiny_marian_dir, tmp_path, capsys):
     code, _, err = run_cli(["replay-text", "--source", str(src), "--policy", "waitk", "--k", "0",
                             "--model", str(tiny_marian_dir)], capsys)
     assert code == 2 and "--k must be >= 1" in err
+
+
+def test_score_json_keeps_full_precision(tmp_path, capsys):
+    # AP = Σ delays / (|X| · |Y|) = (1 + 1 + 2) / (3 · 3) = 4/9: not representable in 4 decimals
+    log = write_log(tmp_path / "l.jsonl", [
+        {"prediction": "a b c", "delays": [1, 1, 2], "elapsed": [1, 2, 3], "source_length": 3, "reference": "a b c"},
+    ])
+    code, out, _ = run_cli(["score", str(log), "--json"], capsys)
+    assert code == 0
+    s = json.loads(out.strip().splitlines()[-1])
+    assert s["AP"] == pytest.approx(4 / 9, abs=1e-12) and s["n"] == 1 and isinstance(s["n"], int)

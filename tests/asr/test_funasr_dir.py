@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
-from models.asr.runtime import ModelDirError, ParaformerOnnx
+from models.asr.runtime import ModelConfig, ModelDirError, ParaformerOnnx, read_config
 from models.asr.streaming import StreamingRecognizer, stream_audio
 from tests.asr.conftest import chirp
 
@@ -139,3 +140,28 @@ def test_missing_pieces_fail_early(tmp_path: Path) -> None:
     (d / "config.yaml").unlink()
     with pytest.raises(ModelDirError, match=r"config\.yaml"):
         ParaformerOnnx(d)
+
+
+BUNDLED = Path(__file__).resolve().parents[2] / "models" / "pretrained" / "paraformer-en"
+
+
+def test_export_config_names_bpe_language(tiny_export: tuple[Path, Any], tmp_path: Path) -> None:
+    # funasr_onnx reads ▁-pieces only with lang: en-bpe (else "invalid character: ▁a"); our loader ignores the key
+    out, model = tiny_export
+    assert "\nlang: en-bpe\n" in (out / "config.yaml").read_text(encoding="utf-8")
+    assert read_config(out)["lang"] == "en-bpe"
+    rt = ParaformerOnnx(out)
+    assert rt.has_streaming and rt.tokens.tokens[4].startswith("▁")
+    from models.asr.frontend import FrontendOptions
+    from models.asr.tokens import TokenList
+    from models.paraformer.export import write_config
+
+    # a vocabulary without ▁-pieces (@@ BPE, characters) gets no lang key: funasr_onnx's default tokenizer fits it
+    path = write_config(model, tmp_path, FrontendOptions(), tokens=TokenList(list(FUNASR_TOKENS)))
+    assert "lang" not in read_config(path.parent)
+
+
+def test_bundled_config_names_bpe_language() -> None:
+    raw = read_config(BUNDLED)
+    assert raw["lang"] == "en-bpe" and raw["tokenizer_conf"] == {"bpemodel": "tokens.model"}
+    assert ModelConfig.from_yaml(raw).streaming is not None

@@ -60,6 +60,14 @@ def test_replay_scores_logs_and_subtitles(tiny_export: tuple[Path, Any], clips: 
     assert len(rows[1]["segments"]) >= 2  # the pause splits the long file into two utterances at least
     for r in rows:
         assert r["delays"] == sorted(r["delays"]) and len(r["delays"]) == len(r["prediction"].split())
+        assert {"erased", "compute_ms", "updates"} <= r.keys()
+    assert [("audio_ms" in r) for r in rows] == [True, True, False]  # a stream's length rides on its first instance
+    assert sum(r["updates"] for r in rows) > 0
+    code, out, err = _run(["score", str(log), "--source-type", "speech", "--json"], capsys)
+    assert code == 0, err
+    rescored = json.loads(out.strip().splitlines()[-1])
+    for key in ("NE", "rtf", "LAAL", "BLEU"):  # `score` on the log reproduces what replay printed
+        assert rescored[key] == pytest.approx(scores[key], rel=1e-9, abs=1e-12), key
     for name, pattern in (("out-jfk.srt", r"^1\n\d\d:\d\d:\d\d,\d{3} --> \d\d:\d\d:\d\d,\d{3}\n"),
                           ("out-long.vtt", r"^WEBVTT\n\n\d\d:\d\d:\d\d\.\d{3} --> ")):
         text = (tmp_path / name).read_text(encoding="utf-8")

@@ -82,3 +82,17 @@ def test_reference_line_count_mismatch(tiny_export: tuple[Path, Any], wavs: list
 
 def test_missing_model_directory(wavs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert "cannot load ASR model" in _error(["transcribe", str(wavs[0]), "--model", str(tmp_path / "none")], capsys)
+
+
+def test_streaming_half_missing_is_one_line(tiny_export: tuple[Path, Any], wavs: list[Path], tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    import shutil
+
+    model_dir = tmp_path / "model"
+    shutil.copytree(tiny_export[0], model_dir)
+    for f in model_dir.glob("*stream*decoder*.onnx"):
+        f.unlink()
+    code = main(["transcribe", str(wavs[0]), "--model", str(model_dir), "--streaming"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert "missing" in err or "streaming" in err

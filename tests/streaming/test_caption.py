@@ -96,3 +96,33 @@ def test_compacted_record_keeps_its_erasure_and_scores_the_same():
     assert InstanceRecord.from_json(obj).erased_words() == 4
     with pytest.raises(LogFormatError, match="erased"):
         InstanceRecord.from_json({**obj, "erased": -1})
+
+
+def test_reference_length_counts_words_like_simuleval_on_clean_text() -> None:
+    from pathlib import Path
+
+    refs = (Path(__file__).resolve().parents[2].parent / "shared" / "data" / "multi30k" / "test_2016_flickr.de")
+    lines = refs.read_text(encoding="utf-8").splitlines()[:200] if refs.is_file() else ["Ein Mann geht ."]
+    for ref in lines:  # SimulEval: len(reference.split(" ")); the same on every clean reference
+        rec = InstanceRecord(index=0, prediction="", delays=[], source_length=1.0, reference=ref)
+        assert rec.reference_length == len(ref.split(" "))
+    rec = InstanceRecord(index=0, prediction="", delays=[], source_length=1.0, reference=" Ein  Mann ")
+    assert rec.reference_length == 2  # SimulEval would count 5 (empty strings between the spaces)
+
+
+def test_segment_stats_go_to_the_instance_holding_them() -> None:
+    from streaming.resegment import attach_segment_stats
+
+    def seg(erased: int, compute: float, updates: int) -> InstanceRecord:
+        return InstanceRecord(index=0, prediction="x", delays=[0.0], source_length=1.0, erased=erased,
+                              compute_ms=compute, updates=updates)
+
+    a = InstanceRecord(index=0, prediction="a b", delays=[1.0, 2.0], source_length=1000.0,
+                       extra={"start_ms": 0.0, "end_ms": 1000.0})
+    b = InstanceRecord(index=1, prediction="c", delays=[1.0], source_length=1000.0,
+                       extra={"start_ms": 1000.0, "end_ms": 2000.0})
+    attach_segment_stats([a, b], [(0.0, 900.0, seg(1, 5.0, 3)), (800.0, 1500.0, seg(2, 7.0, 4)),
+                                  (2500.0, 2600.0, seg(0, 1.0, 1))], 2600.0)
+    assert (a.erased, a.compute_ms, a.updates) == (1, 5.0, 3)
+    assert (b.erased, b.compute_ms, b.updates) == (2, 8.0, 5)  # midpoint 1150 ms, and the nearest for 2550 ms
+    assert a.extra["audio_ms"] == 2600.0 and "audio_ms" not in b.extra
