@@ -23,7 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import UserError
-from app.profiles import PRETRAINED_DIR
+from app.model_store import CATALOG
+from app.profiles import PRETRAINED_DIR, missing_model_hint, resolve_model_dir
 
 ASR_PROFILES = ("default", "edge", "whisper")
 DEFAULT_ASR_DIR = PRETRAINED_DIR / "whisper-paraformer-en"
@@ -57,10 +58,11 @@ def resolve_asr(profile: str = "default", model_dir: str | Path | None = None) -
         raise UserError(f"unknown ASR profile {profile!r}: choose one of {', '.join(ASR_PROFILES)}")
     given = model_dir or os.environ.get("SIMULSUB_ASR_MODEL")
     if given:
-        path = Path(given)
+        path = resolve_model_dir(given)
         if not path.is_dir():
             raise UserError(f"cannot load ASR model: {path} does not exist (pass --asr-model DIR: a "
-                            "Whisper-Paraformer, Paraformer/FunASR or CTranslate2 Whisper directory)")
+                            "Whisper-Paraformer, Paraformer/FunASR or CTranslate2 Whisper directory, or the name "
+                            f"of an installed model){missing_model_hint(given) if str(given) in CATALOG else ''}")
         from models.wparaformer.runtime import is_whisper_paraformer_dir
 
         if is_whisper_paraformer_dir(path):

@@ -14,6 +14,7 @@ from app.commands import (
     distill,
     export,
     mic,
+    models,
     replay,
     replay_text,
     score,
@@ -24,8 +25,10 @@ from app.commands import (
     web,
 )
 from app.errors import UserError
+from app.run_profiles import expand_profile
 
-COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, train, distill, export, bench)
+COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, models, train, distill, export,
+            bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,9 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def command_flags(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
+    """Each command's option strings (for ``--profile``, which only sets the options a command has)."""
+    out: dict[str, set[str]] = {}
+    for action in parser._actions:  # argparse keeps its subcommands here; there is no public accessor
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out[name] = {s for a in sub._actions for s in a.option_strings}
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(expand_profile(argv, command_flags(parser)))
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",

@@ -16,7 +16,13 @@ from typing import Any
 
 from app.devices import onnx_providers
 from app.errors import UserError
-from app.profiles import DEFAULT_LLM_MODEL, DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, load_translator
+from app.profiles import (
+    DEFAULT_LLM_MODEL,
+    DEFAULT_NAT_MODEL,
+    DEFAULT_WAITK_MODEL,
+    load_translator,
+    resolve_model_dir,
+)
 from streaming.policy import Policy
 
 POLICY_NAMES = ("reta", "fretna", "waitk", "llm")
@@ -39,6 +45,8 @@ class PolicyConfig:
     device: str = "cpu"  # "cpu" or "cuda", already resolved (app.devices.resolve_device)
     latency: str = "medium"  # llm: the latency prompt (low, medium, high)
     llm_model: Path | None = None  # llm: a Hugging Face causal-LM directory (default: the bundled one)
+    source_lang: str | None = None  # a multilingual (M2M100/NLLB) model's languages; None: the model's default
+    target_lang: str | None = None
 
 
 class ModelCache:
@@ -73,8 +81,8 @@ def build_policy(cfg: PolicyConfig, cache: ModelCache | None = None) -> Policy:
                                   prefix_beta=cfg.prefix_beta, mask_k=cfg.mask_k)
         except ValueError as e:
             raise UserError(str(e)) from None
-        translator = models.get(("ct2", cfg.model, cfg.threads, cfg.device),
-                                lambda: load_translator(cfg.model, threads=cfg.threads, device=cfg.device))
+        translator = models.get(("ct2", cfg.model, cfg.threads, cfg.device, cfg.source_lang, cfg.target_lang),
+                                lambda: _ct2(cfg, cfg.model))
         return RetaPolicy(translator, options)
     if cfg.name == "fretna":
         from streaming.policies.fretna import FretnaPolicy
@@ -93,7 +101,7 @@ def build_policy(cfg: PolicyConfig, cache: ModelCache | None = None) -> Policy:
 def _load_nat(cfg: PolicyConfig) -> Any:
     from models.nat.runtime import ModelDirError, NatTranslator
 
-    path = cfg.model or DEFAULT_NAT_MODEL
+    path = resolve_model_dir(cfg.model) if cfg.model else DEFAULT_NAT_MODEL
     if not path.is_dir():
         raise UserError(f"NAT model directory {path} does not exist (train one: simulsub distill && "
                         "simulsub train nat --export, or pass --model DIR)")
@@ -109,7 +117,8 @@ def _waitk_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
     when present); test-time wait-k over a CTranslate2 model otherwise."""
     from models.waitk.runtime import WaitkModelDirError, WaitkOnnx, is_waitk_dir
 
-    path = cfg.model if cfg.model is not None else (DEFAULT_WAITK_MODEL if DEFAULT_WAITK_MODEL.is_dir() else None)
+    path = (resolve_model_dir(cfg.model) if cfg.model is not None
+            else (DEFAULT_WAITK_MODEL if DEFAULT_WAITK_MODEL.is_dir() else None))
     if path is not None and is_waitk_dir(path):
         from streaming.policies.waitk import WaitkPolicy
 
@@ -123,16 +132,21 @@ def _waitk_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
         return WaitkPolicy(base.fork(), cfg.k)
     from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
 
-    translator = models.get(("ct2", path, cfg.threads, cfg.device),
-                            lambda: load_translator(path, threads=cfg.threads, device=cfg.device))
+    translator = models.get(("ct2", path, cfg.threads, cfg.device, cfg.source_lang, cfg.target_lang),
+                            lambda: _ct2(cfg, path))
     return OfflineWaitkPolicy(translator, WaitkOptions(k=cfg.k, beam_size=cfg.beam))
+
+
+def _ct2(cfg: PolicyConfig, path: Path | None) -> Any:
+    return load_translator(path, threads=cfg.threads, device=cfg.device, source_lang=cfg.source_lang,
+                           target_lang=cfg.target_lang)
 
 
 def _llm_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
     """EAST-style read/write with a causal LM (its own sequence and KV cache over shared weights)."""
     if cfg.latency not in LATENCY_LEVELS:
         raise UserError(f"--latency must be one of {', '.join(LATENCY_LEVELS)}")
-    path = cfg.llm_model or DEFAULT_LLM_MODEL
+    path = resolve_model_dir(cfg.llm_model) if cfg.llm_model else DEFAULT_LLM_MODEL
     if not path.is_dir():
         raise UserError(f"LLM directory {path} does not exist (train one: simulsub train llm-simt --export, or pass "
                         "--llm-model DIR, a Hugging Face causal LM with <|end-of-read|> and <|end-of-write|>)")

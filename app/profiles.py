@@ -18,11 +18,33 @@ DEFAULT_WAITK_MODEL = PRETRAINED_DIR / "waitk-en-de"
 DEFAULT_LLM_MODEL = PRETRAINED_DIR / "llm-en-de"
 
 
+def resolve_model_dir(model: str | Path) -> Path:
+    """``model`` as a path when it exists, else the installed model of that name (``simulsub models list``),
+    else the path as given (its loader then says it is missing)."""
+    from app.model_store import find_model
+
+    path = Path(model)
+    if path.exists():
+        return path
+    return find_model(str(model)) or path
+
+
+def missing_model_hint(model: str | Path) -> str:
+    """How to get a model that is not there: pull it when the catalog knows the name."""
+    from app.model_store import CATALOG
+
+    if str(model) in CATALOG:
+        return f" (not installed: simulsub models pull {model})"
+    return " (a directory, or the name of an installed model: simulsub models list)"
+
+
 def resolve_mt_model(model: str | Path | None) -> Path:
-    """The CTranslate2 translation model directory to load (the bundled en→de model by default)."""
-    path = Path(model) if model else DEFAULT_MT_MODEL
+    """The CTranslate2 translation model directory to load (the bundled en→de model by default; a name is an
+    installed model)."""
+    path = resolve_model_dir(model) if model else DEFAULT_MT_MODEL
     if not path.is_dir():
-        hint = " (the bundled default is missing: is this a full checkout?)" if model is None else ""
+        hint = (" (the bundled default is missing: is this a full checkout?)" if model is None
+                else missing_model_hint(model))
         raise UserError(f"model directory {path} does not exist{hint}")
     return path
 

@@ -14,6 +14,7 @@ from app.asr import ASR_PROFILES, AsrEngine, load_asr_engine, resolve_asr
 from app.devices import add_device_argument, resolve_device
 from app.errors import UserError, check_range
 from app.policies import LATENCY_LEVELS, POLICY_NAMES, ModelCache, PolicyConfig, build_policy
+from app.run_profiles import add_profile_arguments
 from streaming.speech_pipeline import PipelineOptions, Recognizer, SpeechPipeline
 from streaming.vad import VadOptions
 
@@ -69,6 +70,7 @@ def add_speech_arguments(p: argparse.ArgumentParser, *, device_flag: str = "--de
     p.add_argument("--max-segment-ms", type=float, default=20000.0,
                    help="cut continuous speech into utterances of at most this long (default 20000)")
     p.add_argument("--threads", type=int, default=1, help="inference threads per model (default 1)")
+    add_profile_arguments(p)
     add_device_argument(p, device_flag)
 
 
@@ -90,7 +92,8 @@ def speech_config(args: argparse.Namespace) -> SpeechConfig:
     policy = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
                           mask_k=args.mask_k, prefix_bias=args.prefix_bias, threads=args.threads, k=args.k,
                           device=device, latency=args.latency,
-                          llm_model=Path(args.llm_model) if args.llm_model else None)
+                          llm_model=Path(args.llm_model) if args.llm_model else None,
+                          source_lang=args.source_lang, target_lang=args.target_lang)
     return SpeechConfig(policy=policy, asr_model=Path(args.asr_model) if args.asr_model else None,
                         asr_profile=args.asr_profile,
                         chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, vad_threshold=args.vad_threshold,

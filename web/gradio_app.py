@@ -11,7 +11,7 @@ from __future__ import annotations
 import html
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -126,11 +126,9 @@ def llm_level(latency: int) -> str:
 def policy_for(base: PolicyConfig, name: str, latency: int) -> PolicyConfig:
     """The page's latency knob: re-translation hides the last ``latency`` words; wait-k waits ``latency + 1``;
     the LLM is asked for low (0–2), medium (3–5) or high (6–8) latency."""
-    same = name == base.name
-    return PolicyConfig(name=name, model=base.model if same else None, beam=base.beam,
-                        mask_k=0 if name in ("waitk", "llm") else latency, prefix_bias=base.prefix_bias,
-                        threads=base.threads, k=latency + 1, device=base.device, latency=llm_level(latency),
-                        llm_model=base.llm_model)
+    same = name == base.name  # every other option (beam, prefix bias, shortlist, languages, …) is the CLI's
+    return replace(base, name=name, model=base.model if same else None,
+                   mask_k=0 if name in ("waitk", "llm") else latency, k=latency + 1, latency=llm_level(latency))
 
 
 def page_policies(base: PolicyConfig) -> list[str]:

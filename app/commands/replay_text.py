@@ -14,6 +14,7 @@ from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
 from app.policies import LATENCY_LEVELS, POLICY_NAMES, PolicyConfig, build_policy
 from app.report import json_ready, print_summary
+from app.run_profiles import add_profile_arguments
 from app.textio import read_sentences
 from streaming.clock import DEFAULT_WORD_MS
 from streaming.instance import InstanceRecord, score_instances
@@ -43,6 +44,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no-shortlist", action="store_true",
                    help="fretna: score every output piece instead of the model's lexical shortlist")
     p.add_argument("--threads", type=int, default=1, help="inference threads (default 1)")
+    add_profile_arguments(p)
     add_device_argument(p)
     p.add_argument("--word-ms", type=float, default=DEFAULT_WORD_MS,
                    help="nominal ms per source word to express compute in words for *_CA (default 400)")
@@ -71,7 +73,8 @@ def run(args: argparse.Namespace) -> int:
                        mask_k=args.mask_k, prefix_bias=args.prefix_bias, prefix_beta=args.prefix_beta,
                        threads=args.threads, k=args.k, shortlist=not args.no_shortlist,
                        device=resolve_device(args.compute_device), latency=args.latency,
-                       llm_model=Path(args.llm_model) if args.llm_model else None)
+                       llm_model=Path(args.llm_model) if args.llm_model else None,
+                       source_lang=args.source_lang, target_lang=args.target_lang)
     policy = build_policy(cfg)
     options = TextStreamOptions(mask_k=args.mask_k, word_ms=args.word_ms)
     log_file = _open_log(args.log)

@@ -10,7 +10,8 @@ from typing import Any
 
 from app.devices import add_device_argument, onnx_providers, resolve_device
 from app.errors import UserError, check_range
-from app.profiles import load_translator
+from app.profiles import load_translator, resolve_model_dir
+from app.run_profiles import add_profile_arguments
 from app.speech_session import MAX_BEAM
 from app.textio import read_stdin_sentences
 
@@ -23,6 +24,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
     p.add_argument("--threads", type=int, default=1, help="CPU threads for CTranslate2 (default 1)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per batch (default 32)")
+    add_profile_arguments(p)
     add_device_argument(p)
     p.set_defaults(run=run)
 
@@ -33,13 +35,13 @@ def run(args: argparse.Namespace) -> int:
     check_range("--threads", args.threads, 1, 256)
     from models.marian.runtime import DecodeOptions, SourceTooLongError
 
-    lines = read_stdin_sentences()
-    if not lines:
-        raise UserError("stdin is empty: pipe one sentence per line")
     device = resolve_device(args.compute_device)
-    if args.model and _is_nat_dir(Path(args.model)):
-        return _translate_nat(Path(args.model), lines, args.threads, device)
-    translator = load_translator(args.model, threads=args.threads, device=device)
+    model = resolve_model_dir(args.model) if args.model else None  # a directory or an installed model's name
+    if model is not None and _is_nat_dir(model):
+        return _translate_nat(model, _stdin_lines(), args.threads, device)
+    translator = load_translator(model, threads=args.threads, device=device, source_lang=args.source_lang,
+                                 target_lang=args.target_lang)  # a model that cannot load fails before stdin is read
+    lines = _stdin_lines()
     opts = DecodeOptions(beam_size=args.beam)
     for start in range(0, len(lines), args.batch_size):
         batch = lines[start : start + args.batch_size]
@@ -51,6 +53,13 @@ def run(args: argparse.Namespace) -> int:
         sys.stdout.write("".join(o + "\n" for o in outputs))
         sys.stdout.flush()
     return 0
+
+
+def _stdin_lines() -> list[str]:
+    lines = read_stdin_sentences()
+    if not lines:
+        raise UserError("stdin is empty: pipe one sentence per line")
+    return lines
 
 
 def _is_nat_dir(path: Path) -> bool:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from app.policies import PolicyConfig, build_policy
+from app.policies import build_policy
 from app.server.protocol import StartRequest
 from app.speech_session import SpeechModels
 from streaming.caption import CaptionState
@@ -62,11 +63,11 @@ class StreamSession:
         self.id = session_id
         self.request = request
         base = models.cfg.policy
-        self.policy_cfg = PolicyConfig(
-            name=request.policy or base.name, model=base.model if request.policy in (None, base.name) else None,
-            beam=request.beam or base.beam, mask_k=base.mask_k if request.mask_k is None else request.mask_k,
-            prefix_bias=base.prefix_bias, threads=base.threads, k=request.k or base.k, device=base.device,
-            latency=request.latency or base.latency, llm_model=base.llm_model,
+        self.policy_cfg = replace(  # what the client leaves out is the server's (incl. prefix bias, languages)
+            base, name=request.policy or base.name,
+            model=base.model if request.policy in (None, base.name) else None, beam=request.beam or base.beam,
+            mask_k=base.mask_k if request.mask_k is None else request.mask_k, k=request.k or base.k,
+            latency=request.latency or base.latency,
         )
         self.files = SessionFiles(out_dir, session_id)
         self.max_audio_s = max_audio_s

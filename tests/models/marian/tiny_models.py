@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from models.marian.convert import transformers_converter
+
 SENTENCES = [
     "the dog runs in the park", "a man rides a horse", "ein Hund läuft im Park", "ein Mann reitet ein Pferd",
     "two women sit on a bench", "zwei Frauen sitzen auf einer Bank", "the child plays with a ball",
@@ -35,32 +37,6 @@ def train_tiny_spm(path: Path, *, vocab_size: int = 60) -> Path:
                                    model_type="unigram", minloglevel=2)
     path.write_bytes(buf.getvalue())
     return path
-
-
-class _LanguageVocab:
-    """An M2M100Tokenizer whose ``get_vocab`` lists the language tokens, as transformers 4 did.
-
-    CTranslate2's M2M100 loader reads them from there; transformers 5 keeps them out of it.
-    """
-
-    def __init__(self, tokenizer: Any) -> None:
-        self._tok = tokenizer
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._tok, name)
-
-    def get_vocab(self) -> dict[str, int]:
-        return {**self._tok.get_vocab(), **self._tok.lang_token_to_id}
-
-
-def _m2m100_converter() -> Any:
-    import ctranslate2.converters
-
-    class Converter(ctranslate2.converters.TransformersConverter):  # type: ignore[misc]
-        def load_tokenizer(self, tokenizer_class: Any, model_name_or_path: str, **kwargs: Any) -> Any:
-            return _LanguageVocab(super().load_tokenizer(tokenizer_class, model_name_or_path, **kwargs))
-
-    return Converter
 
 
 def make_tiny_m2m100(out: Path, *, seed: int = 0) -> tuple[Path, Any, Any]:
@@ -93,7 +69,7 @@ def make_tiny_m2m100(out: Path, *, seed: int = 0) -> tuple[Path, Any, Any]:
     model = M2M100ForConditionalGeneration(cfg).eval()
     model.save_pretrained(hf)
     ct2 = out / "ct2"
-    _m2m100_converter()(str(hf)).convert(str(ct2), quantization=None, force=True)
+    transformers_converter()(str(hf)).convert(str(ct2), quantization=None, force=True)  # keeps the __xx__ tokens
     for name in ("source.spm", "target.spm"):
         shutil.copy(spm_path, ct2 / name)
     (ct2 / "simulsub.json").write_text(json.dumps({"max_source_tokens": cfg.max_position_embeddings}),
