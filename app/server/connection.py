@@ -9,8 +9,10 @@
 - The processor feeds the session in bounded slices, each one job of the server's :class:`FairScheduler`.
 - The keepalive pings the client and closes a connection that stops answering (1011), except while the reader
   waits for compute (the client's pong is then queued behind its own unread audio).
-- On a disconnect the session's slot is released at once and its queued input dropped; the open segment is
-  still finalised and persisted. Every way out sends the remaining finals and a ``summary`` when the socket is
+- A close frame without ``stop`` ends the stream like ``stop`` (its queued audio is still captioned and
+  persisted). A cut connection (no close frame, or a TCP reset, noticed even while the reader is paused) or an
+  abusive one has its slot released at once and its queued input dropped; the open segment is still finalised
+  and persisted. Every way out sends the remaining finals and a ``summary`` when the socket is
   still open, and closes with a code and a JSON reason.
 """
 
@@ -215,7 +217,7 @@ class Connection:
                 msg = decode_json(raw)
                 if msg["type"] == "stop":
                     return False  # stopped before starting: nothing to do, close
-                request = parse_start(msg)
+                request = parse_start(msg, self.server.language_pairs)
             except ProtocolError as e:
                 self._strike(e.code, str(e))
                 continue
@@ -254,12 +256,12 @@ class Connection:
             done, _ = await asyncio.wait({reader, processor, watch}, return_when=asyncio.FIRST_COMPLETED)
             how: str | None = None
             if watch in done:  # reset while the reader waited for compute: it would only see it after the backlog
-                how = "closed"
+                how = "cut"
                 reader.cancel()
             elif reader in done:
                 how = reader.result()
             if how is not None:
-                if how in ("closed", "abuse"):
+                if how in ("cut", "abuse"):  # a clean close ("closed") is an end of stream: its backlog is kept
                     self._release_slot()  # the slot is free now, while the open segment is finalised
                     dropped = await inbox.clear()
                     self.server.scheduler.cancel(self._sid)
@@ -280,7 +282,8 @@ class Connection:
         return self.session.id if self.session is not None else "-"
 
     async def _read(self, inbox: Inbox) -> str:
-        """Client input into ``inbox``; returns how the input ended: stop, closed, timeout or abuse."""
+        """Client input into ``inbox``; returns how the input ended: ``stop``, ``closed`` (the client sent a close
+        frame), ``cut`` (the connection ended without one), ``timeout`` or ``abuse``."""
         try:
             return await self._read_input(inbox)
         except TooManyErrors:
@@ -303,8 +306,8 @@ class Connection:
                 raw = await asyncio.wait_for(self.ws.recv(), timeout=remaining)
             except TimeoutError:
                 continue
-            except ConnectionClosed:
-                return "closed"
+            except ConnectionClosed as e:
+                return "closed" if e.rcvd is not None else "cut"
             if isinstance(raw, bytes):
                 if text_input:
                     self._strike("wrong_input", "this session streams text: send {\"type\": \"text\", "

@@ -13,7 +13,7 @@ from typing import Any
 
 from app.policies import LATENCY_LEVELS, POLICY_NAMES
 
-SUPPORTED_PAIRS = {("en", "de")}
+SUPPORTED_PAIRS = (("en", "de"),)  # the bundled models; a server over a multilingual model serves its own pair
 MIN_RATE, MAX_RATE = 8000, 48000
 
 
@@ -124,8 +124,9 @@ def _choice(msg: dict[str, Any], key: str, allowed: tuple[str, ...], default: st
     return v
 
 
-def parse_start(msg: dict[str, Any]) -> StartRequest:
-    """Validate a ``start`` message (every field's type and value)."""
+def parse_start(msg: dict[str, Any], pairs: tuple[tuple[str, str], ...] = SUPPORTED_PAIRS) -> StartRequest:
+    """Validate a ``start`` message (every field's type and value); ``pairs``: the (source, target) languages
+    served, the first being the default of a start that names none."""
     if msg.get("type") != "start":
         raise ProtocolError("expected_start", "the first message must be {\"type\": \"start\", ...}")
     known = {"type", "sample_rate", "input", "policy", "source_lang", "target_lang", "mask_k", "k", "beam",
@@ -139,13 +140,13 @@ def parse_start(msg: dict[str, Any]) -> StartRequest:
     source_input = _choice(msg, "input", ("audio", "text"), "audio")
     policy = _choice(msg, "policy", POLICY_NAMES, None)
     latency = _choice(msg, "latency", LATENCY_LEVELS, None)
-    src, tgt = msg.get("source_lang", "en"), msg.get("target_lang", "de")
+    src, tgt = msg.get("source_lang", pairs[0][0]), msg.get("target_lang", pairs[0][1])
     if not isinstance(src, str) or not isinstance(tgt, str):
         raise ProtocolError("bad_start", "'source_lang' and 'target_lang' must be language codes (strings)")
-    if (src, tgt) not in SUPPORTED_PAIRS:
-        pairs = ", ".join(f"{a}→{b}" for a, b in sorted(SUPPORTED_PAIRS))
+    if (src, tgt) not in pairs:
+        served = ", ".join(f"{a}→{b}" for a, b in pairs)
         raise ProtocolError("unsupported_language", f"{echo(src)}→{echo(tgt)} is not served here "
-                                                    f"(available: {pairs})")
+                                                    f"(available: {served})")
     return StartRequest(sample_rate=rate, input=source_input or "audio", policy=policy, source_lang=src,
                         target_lang=tgt, mask_k=_int(msg, "mask_k", 0, 20), k=_int(msg, "k", 1, 30),
                         beam=_int(msg, "beam", 1, 16), latency=latency)

@@ -155,6 +155,8 @@ class CaptionServer:
         self.state = ServerState()
         self.scheduler = FairScheduler(options.workers)
         self.static = static_files()
+        policy = models.cfg.policy  # the languages the server's translation model was loaded for
+        self.language_pairs = ((policy.source_lang or "en", policy.target_lang or "de"),)
         self._server: Server | None = None
 
     # -- handshake ------------------------------------------------------------------------------------

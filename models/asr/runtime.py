@@ -319,12 +319,14 @@ class ParaformerOnnx:
         wanted, other = ("model_quant.onnx", "model.onnx") if quantized else ("model.onnx", "model_quant.onnx")
         path = self.model_dir / wanted
         self.session: Any = None
-        if not path.is_file() and (self.model_dir / other).is_file():
-            logger.warning("%s has no %s; using %s", self.model_dir, wanted, other)
+        fallback = not path.is_file() and (self.model_dir / other).is_file()
+        if fallback:
             path = self.model_dir / other
         if path.is_file():
             self.session = _session(path, threads, providers)
-            check_offline_graph(path, self.session, raw)
+            check_offline_graph(path, self.session, raw)  # refuses a FunASR online export: no warning before that
+            if fallback:
+                logger.warning("%s has no %s; using %s", self.model_dir, wanted, other)
             self._offline_ctc = _output_index(self.session, CTC_OUTPUT)
             if self.config.streaming is not None and self._streaming_files(missing_ok=True) is not None:
                 self._streaming_sessions()  # their signatures are checked now, not at the first streamed chunk

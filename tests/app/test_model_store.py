@@ -189,3 +189,25 @@ def test_profiles_set_options_the_user_did_not_give() -> None:
         "translate", "--model", "nllb-200-distilled-600M", "--source-lang", "en", "--target-lang", "de",
         "--profile=multilingual"]  # only the options translate has
     assert expand_profile(["translate", "--beam", "2"], flags) == ["translate", "--beam", "2"]
+
+
+def test_whisper_directories_import_as_ct2_whisper(store: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("torch")
+    from transformers import WhisperConfig, WhisperForConditionalGeneration
+
+    from app.asr import resolve_asr
+    from models.wparaformer.package import whisper_base_dir
+
+    base = whisper_base_dir()  # the CTranslate2 Whisper-base that make setup installs
+    hf = tmp_path / "hf-whisper"
+    cfg = WhisperConfig(d_model=16, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
+                        decoder_attention_heads=2, encoder_ffn_dim=32, decoder_ffn_dim=32)
+    WhisperForConditionalGeneration(cfg).eval().save_pretrained(hf)
+    shutil.copy(base / "tokenizer.json", hf / "tokenizer.json")
+    code, out, err = cli(["models", "import", str(hf), "--name", "tiny-whisper"], capsys)
+    assert code == 0 and "(asr, ct2-whisper)" in out, err
+    assert resolve_asr("default", "tiny-whisper").kind == "whisper-ar"
+    code, out, err = cli(["models", "import", str(base), "--name", "whisper-base"], capsys)
+    assert code == 0 and "(asr, ct2-whisper)" in out, err
+    assert (store / "whisper-base" / "model.bin").stat().st_size == (base / "model.bin").stat().st_size

@@ -109,3 +109,12 @@ def test_the_schema_lists_every_error_code() -> None:
     schema = json.loads((Path(__file__).resolve().parents[2] / "docs" / "protocol.schema.json").read_text())
     text = json.dumps(schema)
     assert all(f'"{code}"' in text for code in ERROR_CODES)
+
+
+def test_a_server_serves_the_pair_its_model_was_loaded_for() -> None:
+    pairs = (("en", "fr"),)  # e.g. simulsub serve --model nllb-200-distilled-600M --target-lang fr
+    req = parse_start({"type": "start", "sample_rate": 16000}, pairs)
+    assert (req.source_lang, req.target_lang) == ("en", "fr")
+    with pytest.raises(ProtocolError) as e:
+        parse_start({"type": "start", "sample_rate": 16000, "target_lang": "de"}, pairs)
+    assert e.value.code == "unsupported_language" and "en→fr" in str(e.value)

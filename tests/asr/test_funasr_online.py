@@ -7,6 +7,7 @@ maps ``enc, enc_len, acoustic_embeds, acoustic_embeds_len, in_cache_0 … → lo
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -258,3 +259,27 @@ def test_many_caches_stay_one_short_line(tmp_path: Path) -> None:
         ParaformerOnnx(d)
     msg = str(e.value)
     assert "\n" not in msg and "decoder.onnx takes in_cache_0, in_cache_1, … in_cache_15 (16 inputs)" in msg
+
+
+REAL_EXPORT = Path(__file__).resolve().parents[1] / "fixtures" / "funasr-online-tiny"
+
+
+@pytest.mark.parametrize("extra", [[], ["--streaming"]])
+def test_a_real_funasr_online_export_is_refused_in_one_line(tmp_path: Path, wav: Path, extra: list[str]) -> None:
+    """FunASR 1.4.16's own export of a random streaming Paraformer (tests/fixtures/funasr-online-tiny; float
+    graphs only, so the loader also falls back from model_quant.onnx: no warning may come before the refusal)."""
+    import subprocess
+    import sys
+
+    exe = Path(sys.executable).with_name("simulsub")
+    p = subprocess.run([str(exe), "transcribe", str(wav), "--asr-model", str(REAL_EXPORT), *extra],
+                       capture_output=True, text=True, timeout=120)
+    lines = [x for x in p.stderr.splitlines() if x.strip()]
+    assert p.returncode == 2 and len(lines) == 1 and "Traceback" not in p.stderr, p.stderr
+    assert "FunASR online (streaming) Paraformer export" in lines[0] and "in_cache_0" in lines[0]
+    assert p.stdout == ""
+    store = tmp_path / "store"
+    p = subprocess.run([str(exe), "models", "import", str(REAL_EXPORT)], capture_output=True, text=True,
+                       timeout=120, env={**os.environ, "SIMULSUB_MODELS": str(store)})
+    assert p.returncode == 2 and len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert not (store / REAL_EXPORT.name).exists()
