@@ -17,8 +17,8 @@ from typing import BinaryIO
 import numpy as np
 
 from app.errors import UserError
+from streaming.types import SAMPLE_RATE
 
-SAMPLE_RATE = 16000
 DEFAULT_CHUNK_MS = 100.0
 
 

@@ -23,10 +23,10 @@ from app.profiles import (
     load_translator,
     resolve_model_dir,
 )
+from streaming.policies.llm import LATENCY_LEVELS
 from streaming.policy import Policy
 
 POLICY_NAMES = ("reta", "fretna", "waitk", "llm")
-LATENCY_LEVELS = ("low", "medium", "high")
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,8 @@ from streaming.clock import perf_ms
 from streaming.instance import InstanceRecord
 from streaming.policy import Policy
 from streaming.speech_stream import AsrHypothesis, SegmentTranslator
+from streaming.types import SAMPLE_RATE
 from streaming.vad import VadOptions, VadSegmenter
-
-SAMPLE_RATE = 16000
 
 
 class Recognizer(Protocol):

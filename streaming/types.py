@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+SAMPLE_RATE = 16000  # Hz: every audio stream inside the cascade (drivers resample to it)
+
 
 @dataclass(frozen=True)
 class SourceState:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from streaming.types import SAMPLE_RATE
 
 
 class AudioError(ValueError):

@@ -16,7 +16,7 @@ from typing import Any
 import kaldi_native_fbank as knf
 import numpy as np
 
-SAMPLE_RATE = 16000
+from streaming.types import SAMPLE_RATE
 
 
 @dataclass(frozen=True)

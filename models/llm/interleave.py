@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from streaming.caption import common_prefix_len
+from streaming.policies.llm import LATENCY_LEVELS  # the one list of the LLM's latency prompts
 
-LATENCY_LEVELS = ("low", "medium", "high")
 EXTRA_WORDS = {"low": 0, "medium": 2, "high": 4}
 OFFLINE = "offline"
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from streaming.types import SAMPLE_RATE
+
 FRAME_SAMPLES = 512
 """Samples per frame at 16 kHz (32 ms), the size the model was trained on."""
 CONTEXT_SAMPLES = 64

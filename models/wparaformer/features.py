@@ -12,7 +12,8 @@ from functools import lru_cache
 
 import numpy as np
 
-SAMPLE_RATE = 16000
+from streaming.types import SAMPLE_RATE
+
 N_FFT = 400
 HOP = 160  # samples per mel frame (10 ms)
 N_MELS = 80
