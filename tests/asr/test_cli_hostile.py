@@ -209,7 +209,10 @@ class BadServer:
         return int(self.server.sockets[0].getsockname()[1])
 
     def close(self) -> None:
-        self.server.close()
+        async def stop_listening() -> None:  # on the server's own loop: asyncio servers are not thread-safe
+            self.server.close()
+
+        asyncio.run_coroutine_threadsafe(stop_listening(), self.loop).result(5)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
 
