@@ -187,6 +187,15 @@ def resolve_model_dir(value: str | Path) -> Path:
     return found if found is not None else path
 
 
+def _free_place(root: Path, name: str, force: bool) -> Path:
+    """Where model ``name`` goes in the store; an installed one of that name is kept unless ``force``."""
+    dest = root / name
+    if dest.exists() and not force:
+        raise UserError(f"a model named {name} is already installed in {root}: pass --force to replace it, or "
+                        "--name to install this one beside it")
+    return dest
+
+
 def _copy(src: Path, dest: Path) -> None:
     shutil.copytree(src, dest, ignore=shutil.ignore_patterns(".git", ".cache", "*.lock", "*.incomplete"))
 
@@ -216,10 +225,7 @@ def import_model(src: Path, name: str | None = None, *, quantization: str | None
     if not NAME_RE.fullmatch(name):
         raise UserError(f"bad model name {name!r}: use letters, digits, '-', '_' and '.' (not first)")
     root = store or store_dir()
-    dest = root / name
-    if dest.exists() and not force:
-        raise UserError(f"a model named {name} is already installed in {root}: pass --force to replace it, or "
-                        "--name to install this one beside it")
+    dest = _free_place(root, name, force)
     _check_asr(src, fmt)
     root.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
@@ -318,10 +324,7 @@ def pull(spec: str, *, name: str | None = None, offline: bool = False, revision:
          on_downloaded: Callable[[Path], None] | None = None) -> InstalledModel:
     """Download (or reuse) ``spec`` and import it into the store."""
     entry = parse_spec(spec)
-    root = store or store_dir()
-    if (root / (name or entry.name)).exists() and not force:  # before any download
-        raise UserError(f"a model named {name or entry.name} is already installed in {root}: pass --force to "
-                        "replace it, or --name to install this one beside it")
+    _free_place(store or store_dir(), name or entry.name, force)  # before any download
     snapshot = download(entry, offline=offline, revision=revision, store=store)
     if on_downloaded is not None:
         on_downloaded(snapshot)

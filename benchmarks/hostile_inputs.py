@@ -6,16 +6,22 @@ frames), then ``stop``. :func:`run_attack` plays it against a server and :func:`
 server did wrong: a reply that is not a well-formed message of the protocol, an error without a known code, or
 a close by the server without a JSON reason. :func:`http_cases` are raw HTTP requests for the static-page side;
 :func:`run_http` sends one and returns the status (the server must answer 4xx, or close, never 500).
+:class:`RawClient` speaks WebSocket over a bare socket: it never answers pings and can reset the connection.
 """
 
 from __future__ import annotations
 
+import base64
 import json
+import os
 import random
 import socket
+import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import connect
 
@@ -253,3 +259,74 @@ def run_http(host: str, port: int, request: bytes, *, timeout_s: float = 10.0) -
         except (ConnectionResetError, BrokenPipeError):
             return ""
     return data.split(b"\r\n", 1)[0].decode("latin-1")
+
+
+class RawClient:
+    """A WebSocket client on a bare socket: it never answers pings and can reset the connection."""
+
+    def __init__(self, port: int) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)  # feel the server's backpressure
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
+        head = b""
+        while not head.endswith(b"\r\n\r\n"):
+            head += self.sock.recv(1)
+        if not head.startswith(b"HTTP/1.1 101"):
+            raise ConnectionError(f"handshake refused: {head.splitlines()[0]!r}")
+
+    def send(self, payload: str | bytes) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        header = bytes([0x81 if isinstance(payload, str) else 0x82])
+        n = len(data)
+        header += bytes([0x80 | n]) if n < 126 else (bytes([0x80 | 126]) + struct.pack("!H", n) if n < 65536
+                                                     else bytes([0x80 | 127]) + struct.pack("!Q", n))
+        mask = os.urandom(4)
+        masked = (np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
+        self.sock.sendall(header + mask + masked)
+
+    def frames(self, timeout: float = 10.0) -> Iterator[tuple[int, bytes]]:
+        """(opcode, payload) of the server's frames until it closes or goes quiet for ``timeout`` s."""
+        self.sock.settimeout(timeout)
+        buf = b""
+
+        def need(k: int) -> bytes:
+            nonlocal buf
+            while len(buf) < k:
+                chunk = self.sock.recv(65536)
+                if not chunk:
+                    raise EOFError
+                buf += chunk
+            out, buf = buf[:k], buf[k:]
+            return out
+
+        try:
+            while True:
+                b0, b1 = need(2)
+                n = b1 & 0x7F
+                if n == 126:
+                    n = struct.unpack("!H", need(2))[0]
+                elif n == 127:
+                    n = struct.unpack("!Q", need(8))[0]
+                yield b0 & 0x0F, need(n)
+        except (EOFError, TimeoutError, ConnectionResetError):
+            return
+
+    def send_until_pushed_back(self, pcm: bytes, *, frame_bytes: int = 3200, timeout_s: float = 1.0) -> int:
+        """Send ``pcm`` in binary frames until a send blocks for ``timeout_s`` (every buffer on the way is full:
+        the server pushes back) or all is sent; returns the bytes of PCM sent."""
+        self.sock.settimeout(timeout_s)
+        sent = 0
+        try:
+            for i in range(0, len(pcm), frame_bytes):
+                self.send(pcm[i : i + frame_bytes])
+                sent += len(pcm[i : i + frame_bytes])
+        except TimeoutError:
+            pass
+        return sent
+
+    def reset(self) -> None:
+        """Abort with a TCP RST (what a killed client or a dropped network leaves behind)."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.sock.close()

@@ -31,7 +31,6 @@ import platform
 import random
 import shutil
 import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -43,7 +42,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.hostile_inputs import FAMILIES, generate, http_cases, problems, run_attack, run_http
+from benchmarks.hostile_inputs import FAMILIES, RawClient, generate, http_cases, problems, run_attack, run_http
 
 REPO = Path(__file__).resolve().parents[1]
 TALK1 = REPO / "recordings" / "longform" / "talk1.flac"
@@ -237,33 +236,10 @@ def telephone(url: str, sessions: Path) -> list[dict[str, Any]]:
 
 def _raw_flood_then_reset(port: int, pcm: bytes) -> None:
     """Start a session, send audio until the server pushes back, then abort with a TCP RST."""
-    import base64
-
-    s = socket.create_connection(("127.0.0.1", port), timeout=10)
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)
-    key = base64.b64encode(os.urandom(16)).decode()
-    s.sendall(f"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}"
-              f"\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-    head = b""
-    while not head.endswith(b"\r\n\r\n"):
-        head += s.recv(1)
-
-    def frame(opcode: int, data: bytes) -> bytes:
-        n = len(data)
-        length = bytes([0x80 | n]) if n < 126 else bytes([0x80 | 126]) + struct.pack("!H", n)
-        mask = os.urandom(4)
-        return bytes([0x80 | opcode]) + length + mask + (np.frombuffer(data, np.uint8)
-                                                         ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
-
-    s.sendall(frame(1, json.dumps({"type": "start", "sample_rate": 16000}).encode()))
-    s.settimeout(1.0)
-    try:
-        for i in range(0, len(pcm), 3200):
-            s.sendall(frame(2, pcm[i : i + 3200]))
-    except TimeoutError:
-        pass
-    s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    s.close()
+    raw = RawClient(port)
+    raw.send(json.dumps({"type": "start", "sample_rate": 16000}))
+    raw.send_until_pushed_back(pcm)
+    raw.reset()
 
 
 def wave(port: int, url: str, max_sessions: int) -> dict[str, Any]:

@@ -130,8 +130,8 @@ def timed_words(segments: list[SegmentResult]) -> list[TimedWord]:
 
 
 def replay_file(pipe: SpeechPipeline, audio: Path, *, realtime: bool, view: LiveView,
-                subtitles: SubtitleFiles) -> tuple[list[SegmentResult], float, int]:
-    """Stream one file through ``pipe``; returns its segments, its duration (ms) and the words erased on screen."""
+                subtitles: SubtitleFiles) -> tuple[list[SegmentResult], float]:
+    """Stream one file through ``pipe``; returns its segments and its duration (ms)."""
     pipe.reset()
     chunks = file_source(audio)
     done = 0
@@ -145,8 +145,7 @@ def replay_file(pipe: SpeechPipeline, audio: Path, *, realtime: bool, view: Live
         view.show(e)
     for seg in pipe.segments[done:]:
         subtitles.add(seg)
-    erased = sum(seg.record.erased_words() for seg in pipe.segments)
-    return list(pipe.segments), pipe.audio_ms, erased
+    return list(pipe.segments), pipe.audio_ms
 
 
 def run(args: argparse.Namespace) -> int:
@@ -188,24 +187,19 @@ def _replay_all(args: argparse.Namespace, audio: list[Path], refs: list[str] | N
     view = LiveView(sys.stdout if not args.json else sys.stderr)
     instances: list[InstanceRecord] = []
     hyps_src: list[str] = []
-    total_ms = compute_ms = 0.0
-    erased = final_words = 0
+    total_ms = 0.0
     t_wall = time.perf_counter()
     several = len(audio) > 1
     for i, a in enumerate(audio):
         subs = SubtitleFiles(_output_path(args.srt, a, several), _output_path(args.vtt, a, several))
         try:
-            segments, duration, n_erased = replay_file(pipe, a, realtime=args.realtime, view=view,
-                                                       subtitles=subs)
+            segments, duration = replay_file(pipe, a, realtime=args.realtime, view=view, subtitles=subs)
         except BaseException:
             subs.abort()
             raise
         subs.commit()
         total_ms += duration
-        compute_ms += sum(s.record.compute_ms or 0.0 for s in segments)
-        erased += n_erased
         words = timed_words(segments)
-        final_words += len(words)
         hyps_src.append(" ".join(s.source for s in segments))
         if refs is not None:
             try:
@@ -231,8 +225,7 @@ def _replay_all(args: argparse.Namespace, audio: list[Path], refs: list[str] | N
         instances.extend(recs)
     wall_ms = (time.perf_counter() - t_wall) * 1000.0
     scores: dict[str, object] = dict(score_instances(instances))  # NE and rtf from the records: as `score` does
-    scores["NE"] = erased / max(final_words, 1) if "NE" not in scores else scores["NE"]
-    scores["rtf"] = compute_ms / max(total_ms, 1.0) if "rtf" not in scores else scores["rtf"]
+    scores.setdefault("rtf", 0.0)  # no audio at all: nothing was computed
     scores["wall_rtf"] = wall_ms / max(total_ms, 1.0)
     scores["audio_s"] = total_ms / 1000.0
     scores["files"] = len(audio)

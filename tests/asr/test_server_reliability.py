@@ -3,12 +3,9 @@ abusers lose theirs, nothing raises a traceback."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import logging
-import os
-import socket
 import struct
 import threading
 import time
@@ -29,7 +26,7 @@ from websockets.sync.client import connect
 from app.server.server import ServerOptions
 from app.server.session import StreamSession
 from app.speech_session import SpeechModels
-from benchmarks.hostile_inputs import generate, http_cases, problems, run_attack, run_http
+from benchmarks.hostile_inputs import RawClient, generate, http_cases, problems, run_attack, run_http
 from tests.asr.test_server import JFK, Running, collect
 
 
@@ -66,63 +63,6 @@ def no_tracebacks(caplog: pytest.LogCaptureFixture) -> None:
     bad = [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR
            or "Task was destroyed" in r.getMessage()]
     assert not bad, [f"{r.name}: {r.getMessage()}" for r in bad]
-
-
-class RawClient:
-    """A WebSocket client on a bare socket: it never answers pings and can reset the connection."""
-
-    def __init__(self, port: int) -> None:
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 32 * 1024)  # feel the server's backpressure
-        key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall(f"GET / HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                          f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode())
-        head = b""
-        while not head.endswith(b"\r\n\r\n"):
-            head += self.sock.recv(1)
-        assert head.startswith(b"HTTP/1.1 101"), head
-
-    def send(self, payload: str | bytes) -> None:
-        data = payload.encode() if isinstance(payload, str) else payload
-        header = bytes([0x81 if isinstance(payload, str) else 0x82])
-        n = len(data)
-        header += bytes([0x80 | n]) if n < 126 else (bytes([0x80 | 126]) + struct.pack("!H", n) if n < 65536
-                                                     else bytes([0x80 | 127]) + struct.pack("!Q", n))
-        mask = os.urandom(4)
-        masked = (np.frombuffer(data, np.uint8) ^ np.resize(np.frombuffer(mask, np.uint8), n)).tobytes()
-        self.sock.sendall(header + mask + masked)
-
-    def frames(self, timeout: float = 10.0) -> Iterator[tuple[int, bytes]]:
-        """(opcode, payload) of the server's frames until it closes or goes quiet for ``timeout`` s."""
-        self.sock.settimeout(timeout)
-        buf = b""
-
-        def need(k: int) -> bytes:
-            nonlocal buf
-            while len(buf) < k:
-                chunk = self.sock.recv(65536)
-                if not chunk:
-                    raise EOFError
-                buf += chunk
-            out, buf = buf[:k], buf[k:]
-            return out
-
-        try:
-            while True:
-                b0, b1 = need(2)
-                n = b1 & 0x7F
-                if n == 126:
-                    n = struct.unpack("!H", need(2))[0]
-                elif n == 127:
-                    n = struct.unpack("!Q", need(8))[0]
-                yield b0 & 0x0F, need(n)
-        except (EOFError, TimeoutError, ConnectionResetError):
-            return
-
-    def reset(self) -> None:
-        """Abort with a TCP RST (what a killed client or a dropped network leaves behind)."""
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        self.sock.close()
 
 
 def close_of(client: RawClient, timeout: float = 10.0) -> tuple[int, dict[str, Any]]:
@@ -236,14 +176,7 @@ def test_a_reset_connection_frees_its_slot_and_drops_its_queue(quick: Running,
     raw = RawClient(quick.server.port)
     raw.send(json.dumps({"type": "start", "sample_rate": 16000}))
     pcm = jfk_pcm() * 8
-    raw.sock.settimeout(0.5)
-    sent = 0
-    try:  # until every buffer on the way is full: the server pushes back
-        for i in range(0, len(pcm), 3200):
-            raw.send(pcm[i : i + 3200])
-            sent += 3200
-    except TimeoutError:
-        pass
+    sent = raw.send_until_pushed_back(pcm, timeout_s=0.5)
     assert sent < len(pcm), "the server never pushed back"
     raw.reset()
     t0 = time.monotonic()
