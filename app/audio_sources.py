@@ -17,6 +17,7 @@ from typing import BinaryIO
 import numpy as np
 
 from app.errors import UserError
+from streaming.pcm import Pcm16Decoder
 from streaming.types import SAMPLE_RATE
 
 DEFAULT_CHUNK_MS = 100.0
@@ -97,21 +98,39 @@ def pcm_source(
         raise UserError("the PCM sample rate must be positive")
     rechunk = _Rechunker(chunk_ms)
     resampler = None if sample_rate == SAMPLE_RATE else soxr.ResampleStream(sample_rate, SAMPLE_RATE, 1)
-    carry = b""
+    decoder = Pcm16Decoder()
     read_bytes = 2 * max(1, int(sample_rate * chunk_ms / 1000))
     while True:
         data = stream.read(read_bytes)
         if not data:
             break
-        data = carry + data
-        usable = len(data) - len(data) % 2
-        carry = data[usable:]
-        samples = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+        samples = decoder.decode(data)
         if resampler is not None:
             samples = resampler.resample_chunk(samples)
         yield from rechunk.push(samples)
     tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True) if resampler else np.zeros(0)
     yield from rechunk.push(tail, last=True)
+
+
+def parse_device(value: str | None) -> str | int | None:
+    """An input device option as sounddevice takes it: an index (all digits), a name, or None (the default)."""
+    if value is None:
+        return None
+    return int(value) if value.isdigit() else value
+
+
+def list_input_devices() -> str:
+    """The input devices, one ``index: name (channels, rate)`` line each (``--list-devices``)."""
+    try:
+        import sounddevice as sd
+    except (ImportError, OSError) as e:
+        raise UserError(f"listing devices needs sounddevice and PortAudio ({e}): pip install sounddevice and "
+                        "apt-get install libportaudio2") from None
+    devices = [(i, d) for i, d in enumerate(sd.query_devices()) if d.get("max_input_channels", 0) > 0]
+    if not devices:
+        return "no input devices found"
+    return "\n".join(f"{i}: {d['name']} ({d['max_input_channels']} ch, {d['default_samplerate']:.0f} Hz)"
+                     for i, d in devices)
 
 
 def microphone_source(device: str | int | None = None, *, chunk_ms: float = DEFAULT_CHUNK_MS) -> Iterator[AudioChunk]:

@@ -1,4 +1,9 @@
-"""The ``simulsub`` command line: one sub-command per module under :mod:`app.commands`."""
+"""The ``simulsub`` command line: one sub-command per module under :mod:`app.commands`.
+
+Any :class:`streaming.errors.SimulsubError` a command lets through (a :class:`app.errors.UserError`, or a library
+error such as a model directory that cannot be loaded) becomes one line ``simulsub COMMAND: error: MESSAGE`` on
+stderr and the error's ``exit_code`` (2), never a traceback.
+"""
 
 from __future__ import annotations
 
@@ -24,8 +29,8 @@ from app.commands import (
     translate,
     web,
 )
-from app.errors import UserError
 from app.run_profiles import expand_profile
+from streaming.errors import SimulsubError
 
 COMMANDS = (translate, replay_text, replay, mic, serve, client, web, score, transcribe, models, train, distill, export,
             bench)
@@ -53,7 +58,14 @@ def command_flags(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
     return out
 
 
+def one_line(error: BaseException) -> str:
+    """``error``'s message on one line (its lines joined by "; "; the class name when it has no message)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    return "; ".join(lines) or type(error).__name__
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run ``simulsub`` with ``argv`` (default ``sys.argv[1:]``); returns the exit code."""
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(expand_profile(argv, command_flags(parser)))
@@ -65,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.run(args)
         return code
-    except UserError as e:
-        print(f"simulsub {args.command}: error: {e}", file=sys.stderr)
+    except SimulsubError as e:
+        print(f"simulsub {args.command}: error: {one_line(e)}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print(f"simulsub {args.command}: interrupted", file=sys.stderr)

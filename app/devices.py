@@ -12,24 +12,17 @@ import functools
 import logging
 
 from app.errors import UserError
+from models.onnx_session import CPU_PROVIDER, CUDA_PROVIDER, DEVICES, onnxruntime_has_cuda, session_providers
 
 logger = logging.getLogger(__name__)
 
-DEVICES = ("auto", "cpu", "cuda")
-CUDA_PROVIDER = "CUDAExecutionProvider"
-CPU_PROVIDER = "CPUExecutionProvider"
+__all__ = ["CPU_PROVIDER", "CUDA_PROVIDER", "DEVICES", "DeviceUnavailableError", "add_device_argument",
+           "ctranslate2_cuda_devices", "cuda_missing_reason", "onnx_providers", "onnxruntime_has_cuda",
+           "resolve_device"]
 
 
 class DeviceUnavailableError(UserError):
     """``--device cuda`` was asked for on a machine (or an install) without CUDA."""
-
-
-@functools.cache
-def onnxruntime_has_cuda() -> bool:
-    """True when onnxruntime offers the CUDA execution provider (``onnxruntime-gpu`` installed, CUDA found)."""
-    import onnxruntime as ort
-
-    return CUDA_PROVIDER in ort.get_available_providers()
 
 
 @functools.cache
@@ -74,10 +67,9 @@ def resolve_device(device: str) -> str:
 
 
 def onnx_providers(device: str) -> list[str]:
-    """onnxruntime execution providers for a resolved device (``cpu`` or ``cuda``)."""
-    if device == "cuda":
-        return [CUDA_PROVIDER, CPU_PROVIDER]  # CPU takes the few operators CUDA lacks
-    return [CPU_PROVIDER]
+    """onnxruntime execution providers for a resolved device (``cpu`` or ``cuda``): the one rule,
+    :func:`models.onnx_session.session_providers` (CUDA then CPU for ``cuda``; the CPU alone for ``cpu``)."""
+    return session_providers(device)
 
 
 def add_device_argument(p: argparse.ArgumentParser, flag: str = "--device") -> None:

@@ -1,9 +1,15 @@
-"""The one exception type the CLI turns into a one-line message and a non-zero exit."""
+"""The CLI's own exception, :class:`UserError`, and the option checks that raise it.
+
+:class:`UserError` is the :class:`streaming.errors.SimulsubError` that ``app`` raises for bad input or configuration;
+the CLI turns it, like every other ``SimulsubError``, into one ``error:`` line on stderr and exit code 2.
+"""
 
 from __future__ import annotations
 
+from streaming.errors import SimulsubError
 
-class UserError(Exception):
+
+class UserError(SimulsubError):
     """Bad input or configuration the user can fix; the message says what to do."""
 
     exit_code = 2

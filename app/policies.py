@@ -1,21 +1,30 @@
-"""Build a streaming policy from CLI/config options; loaded models are cached so sessions share them.
+"""The built-in streaming policies and :func:`build_policy`; loaded models are cached so sessions share them.
 
-A :class:`ModelCache` holds every translation model loaded so far, keyed by what identifies it (kind, directory,
-threads, options). Policies keep their own per-sentence state; the models behind them are shared: CTranslate2
-and onnxruntime sessions may be called from several threads, and the wait-k runtime is forked (shared ONNX
-sessions, private caches).
+Policies are looked up by name in :mod:`app.policy_registry` (this module registers the built-in ones at its
+end: reta, fretna, waitk, llm). A :class:`ModelCache` holds every translation model loaded so far, keyed by what
+identifies it (kind, directory, threads, options). Policies keep their own per-sentence state; the models behind
+them are shared: CTranslate2 and onnxruntime sessions may be called from several threads, and the wait-k runtime
+is forked (shared ONNX sessions, private caches).
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from app.devices import onnx_providers
 from app.errors import UserError
+from app.policy_registry import (
+    ModelCache,
+    PolicyConfig,
+    PolicySpec,
+    available_policies,
+    get_policy,
+    policy_config,
+    policy_config_from_args,
+    policy_names,
+    register_policy,
+)
 from app.profiles import (
     DEFAULT_LLM_MODEL,
     DEFAULT_NAT_MODEL,
@@ -26,76 +35,59 @@ from app.profiles import (
 from streaming.policies.llm import LATENCY_LEVELS
 from streaming.policy import Policy
 
-POLICY_NAMES = ("reta", "fretna", "waitk", "llm")
+__all__ = [
+    "LATENCY_LEVELS",
+    "ModelCache",
+    "PolicyConfig",
+    "PolicySpec",
+    "available_policies",
+    "build_policy",
+    "get_policy",
+    "policy_config",
+    "policy_config_from_args",
+    "policy_names",
+    "register_policy",
+]
 
 
-@dataclass(frozen=True)
-class PolicyConfig:
-    """What a driver needs to build a policy; ``mask_k`` is also applied by the caption display."""
-
-    name: str = "reta"
-    model: Path | None = None
-    beam: int = 4
-    mask_k: int = 0
-    prefix_bias: str = "off"
-    prefix_beta: float = 0.2
-    threads: int = 1
-    k: int = 3
-    shortlist: bool = True  # fretna: score only each source's lexical shortlist when the model has one
-    device: str = "cpu"  # "cpu" or "cuda", already resolved (app.devices.resolve_device)
-    latency: str = "medium"  # llm: the latency prompt (low, medium, high)
-    llm_model: Path | None = None  # llm: a Hugging Face causal-LM directory (default: the bundled one)
-    source_lang: str | None = None  # a multilingual (M2M100/NLLB) model's languages; None: the model's default
-    target_lang: str | None = None
-
-
-class ModelCache:
-    """Loaded translation models by key; thread-safe."""
-
-    def __init__(self) -> None:
-        self._models: dict[tuple[object, ...], Any] = {}
-        self._lock = threading.Lock()
-
-    def get(self, key: tuple[object, ...], load: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key not in self._models:
-                self._models[key] = load()
-            return self._models[key]
-
-    def __len__(self) -> int:
-        return len(self._models)
+def __getattr__(name: str) -> tuple[str, ...]:
+    """``POLICY_NAMES``: the registered names at the time it is read (same as :func:`policy_names`)."""
+    if name == "POLICY_NAMES":
+        return policy_names()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def build_policy(cfg: PolicyConfig, cache: ModelCache | None = None) -> Policy:
-    """A fresh policy for ``cfg``; its model comes from ``cache`` when given (loaded there once)."""
+    """A fresh policy for ``cfg`` (through its registered builder); its model comes from ``cache`` when given
+    (loaded there once). :class:`UserError` for an unknown name or an option out of range."""
     if cfg.mask_k < 0:
         raise UserError("--mask-k must be >= 0")
     if cfg.beam < 1:
         raise UserError("--beam must be >= 1")
-    models = cache if cache is not None else ModelCache()
-    if cfg.name == "reta":
-        from streaming.policies.reta import RetaOptions, RetaPolicy
+    spec = get_policy(cfg.name)
+    return spec.builder(cfg, cache if cache is not None else ModelCache())
 
-        try:
-            options = RetaOptions(beam_size=cfg.beam, prefix=cfg.prefix_bias,  # type: ignore[arg-type]
-                                  prefix_beta=cfg.prefix_beta, mask_k=cfg.mask_k)
-        except ValueError as e:
-            raise UserError(str(e)) from None
-        translator = models.get(("ct2", cfg.model, cfg.threads, cfg.device, cfg.source_lang, cfg.target_lang),
-                                lambda: _ct2(cfg, cfg.model))
-        return RetaPolicy(translator, options)
-    if cfg.name == "fretna":
-        from streaming.policies.fretna import FretnaPolicy
 
-        nat = models.get(("nat", cfg.model, cfg.threads, cfg.shortlist, cfg.device), lambda: _load_nat(cfg))
-        return FretnaPolicy(nat, mask_k=cfg.mask_k)
-    if cfg.name == "waitk":
-        if cfg.k < 1:
-            raise UserError("--k must be >= 1")
-        return _waitk_policy(cfg, models)
-    if cfg.name == "llm":
-        return _llm_policy(cfg, models)
-    raise UserError(f"unknown policy {cfg.name!r}; choose one of {', '.join(POLICY_NAMES)}")
+def _reta_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
+    """Re-translation with a CTranslate2 AR model (beam search, optional prefix bias)."""
+    from streaming.policies.reta import RetaOptions, RetaPolicy
+
+    try:
+        options = RetaOptions(beam_size=cfg.beam, prefix=cfg.prefix_bias,  # type: ignore[arg-type]
+                              prefix_beta=cfg.prefix_beta, mask_k=cfg.mask_k)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    translator = models.get(("ct2", cfg.model, cfg.threads, cfg.device, cfg.source_lang, cfg.target_lang),
+                            lambda: _ct2(cfg, cfg.model))
+    return RetaPolicy(translator, options)
+
+
+def _fretna_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
+    """Re-translation with the one-pass NAT (CTC) model."""
+    from streaming.policies.fretna import FretnaPolicy
+
+    nat = models.get(("nat", cfg.model, cfg.threads, cfg.shortlist, cfg.device), lambda: _load_nat(cfg))
+    return FretnaPolicy(nat, mask_k=cfg.mask_k)
 
 
 def _load_nat(cfg: PolicyConfig) -> Any:
@@ -115,6 +107,8 @@ def _load_nat(cfg: PolicyConfig) -> Any:
 def _waitk_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
     """The trained incremental wait-k model when ``cfg.model`` is one (or, with no model given, the bundled one
     when present); test-time wait-k over a CTranslate2 model otherwise."""
+    if cfg.k < 1:
+        raise UserError("--k must be >= 1")
     from models.waitk.runtime import WaitkModelDirError, WaitkOnnx, is_waitk_dir
 
     path = (resolve_model_dir(cfg.model) if cfg.model is not None
@@ -161,3 +155,22 @@ def _llm_policy(cfg: PolicyConfig, models: ModelCache) -> Policy:
 
     base: AnyInterleavedLM = models.get(("llm", path, cfg.threads, cfg.device), load)
     return LlmPolicy(base.fork(), cfg.latency)
+
+
+def _llm_available(cfg: PolicyConfig) -> bool:
+    """The LLM policy runs only when its model directory is there (the bundled one or ``cfg.llm_model``)."""
+    return (cfg.llm_model or DEFAULT_LLM_MODEL).is_dir()
+
+
+# -- the built-in policies (a new policy: one more register_policy call; see app.policy_registry) -------------
+register_policy(PolicySpec(
+    "reta", "re-translation with an AR model: the tail of the caption may be revised", _reta_policy))
+register_policy(PolicySpec(
+    "fretna", "re-translation with the one-pass non-autoregressive model: cheap revisable captions",
+    _fretna_policy))
+register_policy(PolicySpec(
+    "waitk", "wait-k: read k source words, then one target word per word read; never revises", _waitk_policy,
+    revises=False))
+register_policy(PolicySpec(
+    "llm", "a causal LM that interleaves reading and writing (EAST-style); never revises", _llm_policy,
+    available=_llm_available, revises=False))

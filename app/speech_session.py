@@ -13,7 +13,14 @@ from pathlib import Path
 from app.asr import ASR_PROFILES, AsrEngine, load_asr_engine, resolve_asr
 from app.devices import add_device_argument, resolve_device
 from app.errors import UserError, check_range
-from app.policies import LATENCY_LEVELS, POLICY_NAMES, ModelCache, PolicyConfig, build_policy
+from app.policies import (
+    LATENCY_LEVELS,
+    ModelCache,
+    PolicyConfig,
+    build_policy,
+    policy_config_from_args,
+    policy_names,
+)
 from app.run_profiles import add_profile_arguments
 from streaming.speech_pipeline import PipelineOptions, Recognizer, SpeechPipeline
 from streaming.vad import VadOptions
@@ -44,7 +51,7 @@ def add_speech_arguments(p: argparse.ArgumentParser, *, device_flag: str = "--de
     ``device_flag``: the name of the compute-device option (``--compute-device`` where ``--device`` already
     picks an audio input device).
     """
-    p.add_argument("--policy", choices=POLICY_NAMES, default="reta", help="simultaneous policy (default reta)")
+    p.add_argument("--policy", choices=policy_names(), default="reta", help="simultaneous policy (default reta)")
     p.add_argument("--model", metavar="DIR", help="translation model directory (default: the policy's bundled one)")
     p.add_argument("--asr-profile", choices=ASR_PROFILES, default="default",
                    help="edge: the small paraformer-en; whisper: Whisper-base's AR decoder with LocalAgreement-2 "
@@ -89,11 +96,7 @@ def speech_config(args: argparse.Namespace) -> SpeechConfig:
     check_range("--min-silence-ms", args.min_silence_ms, 0, 60000)
     check_range("--max-segment-ms", args.max_segment_ms, 0, 600000, lo_open=True)
     device = resolve_device(args.compute_device)
-    policy = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
-                          mask_k=args.mask_k, prefix_bias=args.prefix_bias, threads=args.threads, k=args.k,
-                          device=device, latency=args.latency,
-                          llm_model=Path(args.llm_model) if args.llm_model else None,
-                          source_lang=args.source_lang, target_lang=args.target_lang)
+    policy = policy_config_from_args(args, device=device)
     return SpeechConfig(policy=policy, asr_model=Path(args.asr_model) if args.asr_model else None,
                         asr_profile=args.asr_profile,
                         chunk_ms=args.chunk_ms, lookahead_ms=args.lookahead_ms, vad_threshold=args.vad_threshold,

@@ -32,6 +32,7 @@ from models.asr.audio import load_audio
 from models.asr.streaming import AsrUpdate
 from streaming.metrics.latency import average_lagging
 from streaming.metrics.quality import word_error_rate
+from streaming.metrics.runtime import real_time_factor, rounded
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_TSV = REPO.parent / "shared" / "data" / "speech" / "human-en.tsv"
@@ -123,7 +124,8 @@ def run_system(engine: AsrEngine, clips: list[Clip], espeak: list[Clip]) -> dict
         "name": engine.name, "decoding": engine.decoding_summary,
         "real_offline_WER": round(word_error_rate(off_texts, refs), 2),
         "real_streaming_WER": round(word_error_rate(str_texts, refs), 2),
-        "offline_rtf": round(t_off / audio_s, 4), "streaming_rtf": round(t_str / audio_s, 4),
+        "offline_rtf": rounded(real_time_factor(t_off, audio_s), 4),
+        "streaming_rtf": rounded(real_time_factor(t_str, audio_s), 4),
         "committed_AL_ms": round(float(np.mean(al)), 1) if al else None,
         "committed_AL_CA_ms": round(float(np.mean(al_ca)), 1) if al_ca else None,
         "final_lag_ms_mean": round(float(np.mean(final_lag)), 1),
@@ -134,7 +136,8 @@ def run_system(engine: AsrEngine, clips: list[Clip], espeak: list[Clip]) -> dict
         t0 = time.perf_counter()
         hyps = [engine.transcribe(c.audio) for c in espeak]
         out["espeak_offline_WER"] = round(word_error_rate(hyps, [c.reference for c in espeak]), 2)
-        out["espeak_offline_rtf"] = round((time.perf_counter() - t0) / sum(c.seconds for c in espeak), 4)
+        out["espeak_offline_rtf"] = rounded(real_time_factor(time.perf_counter() - t0,
+                                                              sum(c.seconds for c in espeak)), 4)
         out["espeak_utterances"] = len(espeak)
     return out
 

@@ -29,7 +29,7 @@ from models.nat.runtime import NatTranslator
 from models.text.data import multi30k_dir, read_lines
 from streaming.instance import InstanceRecord, score_instances
 from streaming.metrics.quality import corpus_bleu
-from streaming.text_stream import TextStreamOptions, run_text_instance
+from streaming.text_pipeline import TextPipelineOptions, replay_sentence
 
 COLUMNS = ("BLEU", "AL", "LAAL", "LAAL_CA", "NE", "compute_ms_per_sentence", "compute_ms_per_update")
 
@@ -58,9 +58,9 @@ def default_systems(nat: Path, mt: Path, mask_k: int, waitk: list[int], waitk_mo
 
 def replay(system: System, sources: list[str], refs: list[str]) -> dict[str, float]:
     policy = build_policy(system.config)
-    opts = TextStreamOptions(mask_k=system.config.mask_k)
+    opts = TextPipelineOptions(mask_k=system.config.mask_k)
     records: list[InstanceRecord] = [
-        run_text_instance(policy, s, index=i, reference=r, options=opts)
+        replay_sentence(policy, s, index=i, reference=r, options=opts)
         for i, (s, r) in enumerate(tqdm(list(zip(sources, refs, strict=True)), desc=system.label, unit="sent"))
     ]
     return score_instances(records)

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from app.policies import PolicyConfig, build_policy
 from models.text.data import multi30k_dir, read_lines
 from streaming.instance import score_instances
-from streaming.text_stream import TextStreamOptions, run_text_instance
+from streaming.text_pipeline import TextPipelineOptions, replay_sentence
 
 COLUMNS = ("BLEU", "AL", "LAAL", "AL_CA", "LAAL_CA", "NE", "compute_ms_per_sentence", "compute_ms_per_update")
 
@@ -30,8 +30,8 @@ def run_grid(sources: list[str], refs: list[str], model: Path | None, beams: lis
     rows: list[dict[str, object]] = []
     for beam, prefix, mask in itertools.product(beams, prefixes, masks):
         policy = build_policy(PolicyConfig(model=model, beam=beam, mask_k=mask, prefix_bias=prefix, threads=1))
-        opts = TextStreamOptions(mask_k=mask)
-        records = [run_text_instance(policy, s, index=i, reference=r, options=opts)
+        opts = TextPipelineOptions(mask_k=mask)
+        records = [replay_sentence(policy, s, index=i, reference=r, options=opts)
                    for i, (s, r) in enumerate(tqdm(list(zip(sources, refs, strict=True)),
                                                    desc=f"beam={beam} prefix={prefix} mask-k={mask}", unit="sent"))]
         rows.append({"beam": beam, "prefix": prefix, "mask_k": mask, **score_instances(records)})

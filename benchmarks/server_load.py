@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from streaming.pcm import encode_pcm16
+
 RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
 
 
@@ -59,8 +61,7 @@ def load_pcm(files: list[Path]) -> bytes:
             mono = soxr.resample(mono, sr, 16000)
         parts.append(mono)
         parts.append(np.zeros(8000, dtype=np.float32))
-    pcm = np.clip(np.round(np.concatenate(parts) * 32768.0), -32768, 32767).astype("<i2")
-    return pcm.tobytes()
+    return encode_pcm16(np.concatenate(parts))
 
 
 def stream_client(url: str, pcm: bytes, realtime: bool, out: Any) -> None:

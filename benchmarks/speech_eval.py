@@ -20,15 +20,13 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from app.audio_sources import file_source
-from app.commands.replay import timed_words
 from app.policies import PolicyConfig
+from app.sinks import stream_file
 from app.speech_session import SpeechConfig, SpeechModels
 from streaming.asr_replay import AsrRecording, RecordingRecognizer, ReplayRecognizer
-from streaming.instance import InstanceRecord, score_instances
-from streaming.metrics.quality import word_error_rate
-from streaming.resegment import stream_instances
-from streaming.speech_pipeline import SegmentResult, SpeechPipeline
+from streaming.events import SegmentResult
+from streaming.longform import LongFormScorer
+from streaming.speech_pipeline import SpeechPipeline
 
 SCORES = ("BLEU", "WER", "AL", "LAAL", "AL_CA", "LAAL_CA", "NE", "rtf")
 
@@ -55,54 +53,25 @@ class SpeechSet:
         return SpeechSet(self.name, self.audio[:n], self.references[:n], self.transcripts[:n], times)
 
 
-@dataclass
-class _Tally:
-    records: list[InstanceRecord]
-    hyps: list[str]
-    compute_ms: float = 0.0
-    audio_ms: float = 0.0
-    erased: int = 0
-    words: int = 0
-
-
 def run_file(pipe: SpeechPipeline, path: Path) -> tuple[list[SegmentResult], float]:
     """Stream one file through ``pipe`` as fast as possible; its segments and duration (ms)."""
-    pipe.reset()
-    for chunk in file_source(path):
-        pipe.feed(chunk.samples)
-    pipe.finish()
-    return list(pipe.segments), pipe.audio_ms
+    return stream_file(pipe, path)
 
 
 def evaluate(models: SpeechModels, systems: list[tuple[str, PolicyConfig]], data: SpeechSet, *,
              progress: bool = True) -> dict[str, dict[str, float]]:
-    """Scores per system label (see :data:`SCORES`) on ``data``."""
-    tallies = {label: _Tally([], []) for label, _ in systems}
+    """Scores per system label (see :data:`SCORES`, and :meth:`streaming.longform.LongFormScorer.scores`) on
+    ``data``, each file re-segmented onto its reference sentences as ``simulsub replay`` scores it."""
+    scorers = {label: LongFormScorer() for label, _ in systems}
     for i, path in enumerate(tqdm(data.audio, desc=f"speech {data.name}", unit="file", disable=not progress)):
         recording = AsrRecording()
         for j, (label, cfg) in enumerate(systems):
             recognizer = RecordingRecognizer(models.recognizer(), recording) if j == 0 else ReplayRecognizer(recording)
             pipe = models.pipeline(cfg, recognizer=recognizer)
             segments, duration = run_file(pipe, path)
-            t = tallies[label]
-            words = timed_words(segments)
             times = data.sentence_times[i] if data.sentence_times is not None else None
-            t.records.extend(stream_instances(words, data.references[i], duration, index=i, sentence_times=times))
-            t.hyps.append(" ".join(s.source for s in segments))
-            t.compute_ms += sum(s.record.compute_ms or 0.0 for s in segments)
-            t.audio_ms += duration
-            t.erased += sum(s.record.erased_words() for s in segments)
-            t.words += len(words)
-    out: dict[str, dict[str, float]] = {}
-    for label, t in tallies.items():
-        scores = dict(score_instances(t.records))
-        scores["WER"] = word_error_rate(t.hyps, data.transcripts)
-        scores["NE"] = t.erased / max(t.words, 1)
-        scores["rtf"] = t.compute_ms / max(t.audio_ms, 1.0)
-        scores["files"] = float(len(data.audio))
-        scores["audio_s"] = t.audio_ms / 1000.0
-        out[label] = scores
-    return out
+            scorers[label].add(segments, duration, reference=data.references[i], sentence_times=times)
+    return {label: scorer.scores(data.transcripts) for label, scorer in scorers.items()}
 
 
 def read_set(name: str, audio_list: Path, references: Path, transcripts: Path,

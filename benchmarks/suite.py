@@ -30,6 +30,7 @@ from typing import Any
 from app.policies import PolicyConfig, build_policy
 from app.profiles import DEFAULT_LLM_MODEL, DEFAULT_NAT_MODEL, DEFAULT_WAITK_MODEL, REPO_ROOT
 from benchmarks.fretna_vs_reta import System, replay
+from streaming.metrics.runtime import real_time_factor
 
 logger = logging.getLogger(__name__)
 
@@ -168,9 +169,11 @@ def run_asr(speech: Any, opts: BenchOptions) -> dict[str, float]:
         streamed.append(" ".join(recognizer.finish().words))
         t_off += t1 - t0
         t_str += time.perf_counter() - t1
+    rtf_off, rtf_str = real_time_factor(t_off, audio_s), real_time_factor(t_str, audio_s)
     return {"offline_WER": word_error_rate(offline, refs), "streaming_WER": word_error_rate(streamed, refs),
-            "offline_rtf": t_off / audio_s, "streaming_rtf": t_str / audio_s, "utterances": float(len(refs)),
-            "audio_s": audio_s}
+            "offline_rtf": float("nan") if rtf_off is None else rtf_off,
+            "streaming_rtf": float("nan") if rtf_str is None else rtf_str,
+            "utterances": float(len(refs)), "audio_s": audio_s}
 
 
 def run_speech(opts: BenchOptions, systems: list[System], speech: Any) -> dict[str, dict[str, float]]:

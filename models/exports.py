@@ -18,6 +18,9 @@ fp16 graphs keep float32 inputs/outputs (``keep_io_types``) and are meant for th
 CPU too, which is how they are checked here. Each check reports the share of items whose output is identical
 to the source model's and the BLEU of the exported outputs against the source model's outputs (100 = all
 identical); a variant below its threshold fails the export.
+
+Each family goes through :mod:`models.export_registry`: its ``check`` (``check_<family>`` here) loads the source,
+and its exporter class (``export(output_dir, *, quantization, force)``) writes each directory.
 """
 
 from __future__ import annotations
@@ -32,9 +35,10 @@ from typing import Any
 
 import sacrebleu
 
+from models.export_registry import checked_families, get_exporter
+
 logger = logging.getLogger(__name__)
 
-FAMILIES = ("marian", "nat", "waitk", "paraformer", "llm")
 # minimum BLEU of a variant's outputs against the source model's outputs
 THRESHOLDS = {"fp32": 97.0, "float32": 97.0, "fp16": 90.0, "float16": 90.0, "bf16": 80.0, "int8": 60.0}
 
@@ -64,7 +68,7 @@ class ExportOptions:
     work_root: Path = Path("work")
     data_dir: Path = field(default_factory=lambda: _multi30k())
     spm_model: Path = Path("models/pretrained/marian-en-de/source.spm")
-    families: tuple[str, ...] = FAMILIES
+    families: tuple[str, ...] = field(default_factory=checked_families)
     sentences: int = 50
 
 
@@ -112,14 +116,14 @@ def export_nat(model: Any, spm_model: Path, out: Path, sources: list[str]) -> li
     import sentencepiece as spm
     import torch
 
-    from models.nat.export import convert
+    from models.nat.export import NatExporter
     from models.nat.model import greedy_decode
     from models.nat.runtime import EOS_ID, NatTranslator
 
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
     with torch.no_grad():
         ref = [sp.decode(greedy_decode(model.eval(), torch.tensor([[*sp.encode(s), EOS_ID]]))[0]) for s in sources]
-    base = convert(model.eval(), spm_model, out / "nat-en-de", quantization="int8", force=True)
+    base = NatExporter(model.eval(), spm_model).export(out / "nat-en-de", quantization="int8", force=True)
     half = fp16_directory(base, out / "nat-en-de-fp16", ["model.onnx"])
     checks = []
     for variant, path, quantized in (("fp32", base, False), ("int8", base, True), ("fp16", half, False)):
@@ -132,14 +136,14 @@ def export_waitk(model: Any, spm_model: Path, out: Path, sources: list[str], k: 
     """wait-k → ONNX step graphs fp32 + int8 and fp16, checked through the wait-k policy against PyTorch."""
     import sentencepiece as spm
 
-    from models.waitk.export import convert
+    from models.waitk.export import WaitkExporter
     from models.waitk.runtime import WaitkOnnx
     from models.waitk.torch_step import TorchIncremental
     from models.waitk.train import translate_waitk
 
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
     ref = [translate_waitk(TorchIncremental(model.eval(), sp), s, k) for s in sources]
-    base = convert(model.eval(), spm_model, out / "waitk-en-de", quantization="int8", force=True)
+    base = WaitkExporter(model.eval(), spm_model).export(out / "waitk-en-de", quantization="int8", force=True)
     half = fp16_directory(base, out / "waitk-en-de-fp16", ["encoder.onnx", "decoder.onnx"])
     checks = []
     for variant, path, quantized in (("fp32", base, False), ("int8", base, True), ("fp16", half, False)):
@@ -153,7 +157,7 @@ def export_marian(model: Any, spm_model: Path, out: Path, sources: list[str]) ->
     import sentencepiece as spm
     import torch
 
-    from models.marian.export import convert_to_ct2
+    from models.marian.export import MarianExporter
     from models.marian.runtime import CT2Translator, DecodeOptions
 
     sp = spm.SentencePieceProcessor(model_file=str(spm_model))
@@ -165,10 +169,11 @@ def export_marian(model: Any, spm_model: Path, out: Path, sources: list[str]) ->
             ids = torch.tensor([[*sp.encode(s), 1]])
             gen = model.generate(input_ids=ids, num_beams=1, do_sample=False, max_new_tokens=limit)
             ref.append(sp.decode([int(t) for t in gen[0].tolist() if t < sp.get_piece_size() and t > 1]))
+    limits = {"max_source_tokens": int(model.config.max_position_embeddings)}
+    exporter = MarianExporter(model, spm_model, metadata=limits)
     checks = []
     for q in ("int8", "float16"):
-        path = convert_to_ct2(model, spm_model, out / f"marian-en-de-{q}", quantization=q,
-                              metadata={"max_source_tokens": int(model.config.max_position_embeddings)})
+        path = exporter.export(out / f"marian-en-de-{q}", quantization=q, force=True)
         tr = CT2Translator(path, intra_threads=1)
         checks.append(compare("marian", q, path, ref, tr.translate(sources, DecodeOptions(beam_size=1))))
     return checks
@@ -185,11 +190,11 @@ def export_paraformer(model: Any, tokens: Any, cmvn: Any, out: Path, wavs: list[
     from models.asr.decoding import DecodeOptions
     from models.asr.frontend import FrontendOptions
     from models.asr.runtime import ParaformerOnnx
-    from models.paraformer.export import export_directory
+    from models.paraformer.export import ParaformerExporter
     from models.paraformer.train import write_model_card
 
-    base = export_directory(model.eval(), out / "paraformer-en", frontend=FrontendOptions(), cmvn=cmvn,
-                            tokens=tokens, spm_model=spm_model, quantized=True)
+    base = ParaformerExporter(model.eval(), tokens, cmvn, FrontendOptions(), spm_model=spm_model).export(
+        out / "paraformer-en", quantization="int8", force=True)
     write_model_card(base, model, [], average_last=0)
     half = fp16_directory(base, out / "paraformer-en-fp16", ["model.onnx", "stream_encoder.onnx",
                                                                "stream_decoder.onnx"])
@@ -214,7 +219,7 @@ def export_llm(hf_dir: Path, out: Path, sources: list[str], level: str = "high")
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from models.llm.onnx_export import ONNX_FP32, ONNX_INT8, export_dir
+    from models.llm.onnx_export import ONNX_FP32, ONNX_INT8, LlmExporter
     from models.llm.onnx_runtime import OnnxInterleavedLM
     from models.llm.runtime import HfInterleavedLM
     from streaming.policies.llm import InterleavedLM, LlmPolicy
@@ -234,7 +239,7 @@ def export_llm(hf_dir: Path, out: Path, sources: list[str], level: str = "high")
 
     ref = run(HfInterleavedLM(hf_dir))
     onnx_dir = out / "llm-en-de"
-    export_dir(hf_dir, onnx_dir, keep_fp32=True)
+    LlmExporter(hf_dir, keep_fp32=True).export(onnx_dir, quantization="int8", force=True)
     checks = [compare("llm", variant, onnx_dir / graph, ref, run(OnnxInterleavedLM(onnx_dir, graph_name=graph)))
               for variant, graph in (("fp32", ONNX_FP32), ("int8", ONNX_INT8))]
     path = out / "llm-en-de-bf16"
@@ -265,54 +270,80 @@ def _config(work: Path) -> dict[str, Any]:
     return dict(torch.load(ckpt, map_location="cpu", weights_only=False)["config"])
 
 
-def run_family(family: str, opts: ExportOptions) -> list[ExportCheck]:
-    """Load ``family``'s source from ``opts.work_root`` and export it; FileNotFoundError when it is missing."""
+def _sources(opts: ExportOptions) -> list[str]:
+    """The validation sentences the text families are checked on."""
     from models.text.data import load_split
 
-    val = load_split(opts.data_dir, "val", "en", "de")
-    sources = list(val.source[: opts.sentences])
-    root = opts.work_root
-    if family == "marian":
-        from models.marian.export import MarianArch, build_model
+    return list(load_split(opts.data_dir, "val", "en", "de").source[: opts.sentences])
 
-        arch = MarianArch(**json.loads((root / "marian-en-de" / "arch.json").read_text(encoding="utf-8")))
-        ar = build_model(arch)
-        ar.load_state_dict(_average(root / "marian-en-de", 5))
-        return export_marian(ar, root / "marian-en-de" / "spm.model", opts.out_dir, sources)
-    if family == "nat":
-        from models.nat.model import ModelConfig, NATModel
 
-        nat = NATModel(ModelConfig(**_config(root / "nat-en-de")))
-        nat.load_state_dict(_average(root / "nat-en-de", 3))
-        return export_nat(nat, opts.spm_model, opts.out_dir, sources)
-    if family == "waitk":
-        from models.waitk.model import WaitkConfig, WaitkModel
+def check_marian(opts: ExportOptions) -> list[ExportCheck]:
+    """``work_root/marian-en-de`` (the last 5 epochs averaged) → :func:`export_marian`."""
+    from models.marian.export import MarianArch, build_model
 
-        wk = WaitkModel(WaitkConfig(**_config(root / "waitk-en-de")))
-        wk.load_state_dict(_average(root / "waitk-en-de", 3))
-        return export_waitk(wk, opts.spm_model, opts.out_dir, sources)
-    if family == "paraformer":
-        import numpy as np
+    sources = _sources(opts)
+    work = opts.work_root / "marian-en-de"
+    arch = MarianArch(**json.loads((work / "arch.json").read_text(encoding="utf-8")))
+    ar = build_model(arch)
+    ar.load_state_dict(_average(work, 5))
+    return export_marian(ar, work / "spm.model", opts.out_dir, sources)
 
-        from models.asr.audio import load_audio
-        from models.asr.frontend import Cmvn
-        from models.paraformer.tokenizer import AsrTokenizer
-        from models.paraformer.train import average_checkpoints
 
-        work = root / "paraformer"
-        asr = average_checkpoints(work, 3)
-        clips = sorted((opts.data_dir.parent / "speech").rglob("*.wav"))[: opts.sentences]
-        if not clips:
-            raise FileNotFoundError("no validation audio (../shared/data/speech/**/*.wav)")
-        d = np.load(work / "cmvn.npz")
-        return export_paraformer(asr, AsrTokenizer(work / "tokens.model").token_list, Cmvn(d["shift"], d["scale"]),
-                                 opts.out_dir, [load_audio(c) for c in clips], spm_model=work / "tokens.model")
-    if family == "llm":
-        hf_dir = root / "llm-en-de" / "hf"
-        if not (hf_dir / "config.json").is_file():
-            raise FileNotFoundError(f"{hf_dir} does not exist: simulsub train llm-simt --export writes it")
-        return export_llm(hf_dir, opts.out_dir, sources[: max(1, opts.sentences // 2)])
-    raise ValueError(f"unknown family {family!r}; choose from {', '.join(FAMILIES)}")
+def check_nat(opts: ExportOptions) -> list[ExportCheck]:
+    """``work_root/nat-en-de`` (the last 3 epochs averaged) → :func:`export_nat`."""
+    from models.nat.model import ModelConfig, NATModel
+
+    sources = _sources(opts)
+    work = opts.work_root / "nat-en-de"
+    nat = NATModel(ModelConfig(**_config(work)))
+    nat.load_state_dict(_average(work, 3))
+    return export_nat(nat, opts.spm_model, opts.out_dir, sources)
+
+
+def check_waitk(opts: ExportOptions) -> list[ExportCheck]:
+    """``work_root/waitk-en-de`` (the last 3 epochs averaged) → :func:`export_waitk`."""
+    from models.waitk.model import WaitkConfig, WaitkModel
+
+    sources = _sources(opts)
+    work = opts.work_root / "waitk-en-de"
+    wk = WaitkModel(WaitkConfig(**_config(work)))
+    wk.load_state_dict(_average(work, 3))
+    return export_waitk(wk, opts.spm_model, opts.out_dir, sources)
+
+
+def check_paraformer(opts: ExportOptions) -> list[ExportCheck]:
+    """``work_root/paraformer`` (the last 3 epochs averaged) → :func:`export_paraformer` on the validation audio."""
+    import numpy as np
+
+    from models.asr.audio import load_audio
+    from models.asr.frontend import Cmvn
+    from models.paraformer.tokenizer import AsrTokenizer
+    from models.paraformer.train import average_checkpoints
+
+    _sources(opts)  # checked first, as for every family: the audio is looked for beside the text data
+    work = opts.work_root / "paraformer"
+    asr = average_checkpoints(work, 3)
+    clips = sorted((opts.data_dir.parent / "speech").rglob("*.wav"))[: opts.sentences]
+    if not clips:
+        raise FileNotFoundError("no validation audio (../shared/data/speech/**/*.wav)")
+    d = np.load(work / "cmvn.npz")
+    return export_paraformer(asr, AsrTokenizer(work / "tokens.model").token_list, Cmvn(d["shift"], d["scale"]),
+                             opts.out_dir, [load_audio(c) for c in clips], spm_model=work / "tokens.model")
+
+
+def check_llm(opts: ExportOptions) -> list[ExportCheck]:
+    """``work_root/llm-en-de/hf`` → :func:`export_llm` on half as many sentences (at least one)."""
+    sources = _sources(opts)
+    hf_dir = opts.work_root / "llm-en-de" / "hf"
+    if not (hf_dir / "config.json").is_file():
+        raise FileNotFoundError(f"{hf_dir} does not exist: simulsub train llm-simt --export writes it")
+    return export_llm(hf_dir, opts.out_dir, sources[: max(1, opts.sentences // 2)])
+
+
+def run_family(family: str, opts: ExportOptions) -> list[ExportCheck]:
+    """Load ``family``'s source from ``opts.work_root`` and export it (its registered check); FileNotFoundError when
+    the source is missing, :class:`models.export_registry.UnknownFamilyError` for an unregistered family."""
+    return get_exporter(family).run_check(opts)
 
 
 def export_all(opts: ExportOptions, progress: Callable[[str], None] | None = None) -> list[ExportCheck]:

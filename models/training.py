@@ -9,6 +9,8 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from streaming.errors import WorkDirError
+
 logger = logging.getLogger(__name__)
 
 RESUMABLE_CHANGES = ("epochs", "threads")
@@ -18,14 +20,15 @@ RESUMABLE_CHANGES = ("epochs", "threads")
 def guard_options(
     work_dir: Path, options: Mapping[str, object], *, may_change: Iterable[str] = RESUMABLE_CHANGES
 ) -> None:
-    """Write ``work_dir/options.json``, refusing (SystemExit) to resume a run that was started with other options."""
+    """Write ``work_dir/options.json``; :class:`WorkDirError` for resuming a run that was started with other
+    options."""
     path = work_dir / "options.json"
     if path.exists():
         saved = json.loads(path.read_text(encoding="utf-8"))
         free = set(may_change)
         changed = sorted(k for k, v in options.items() if k not in free and saved.get(k) != v)
         if changed:
-            raise SystemExit(
+            raise WorkDirError(
                 f"{work_dir} holds a run with other options ({', '.join(changed)}); use another --work-dir"
             )
     path.write_text(json.dumps(dict(options), indent=2), encoding="utf-8")

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from streaming.errors import ModelRunError
 from streaming.speech_pipeline import Recognizer
 from streaming.speech_stream import AsrHypothesis
 
 
-class ReplayMismatchError(RuntimeError):
+class ReplayMismatchError(ModelRunError):
     """The replayed stream is fed differently from the recorded one."""
 
 

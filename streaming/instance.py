@@ -14,11 +14,12 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from streaming.caption import CaptionState, common_prefix_len
+from streaming.errors import InputFormatError
 from streaming.metrics.latency import LatencyInput, corpus_latency
 from streaming.metrics.quality import corpus_bleu, corpus_chrf, normalized_erasure
 
 
-class LogFormatError(ValueError):
+class LogFormatError(InputFormatError):
     """An instances-log line is not a valid record."""
 
 

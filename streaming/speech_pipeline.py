@@ -24,7 +24,7 @@ from typing import Literal, Protocol
 import numpy as np
 
 from streaming.clock import perf_ms
-from streaming.instance import InstanceRecord
+from streaming.events import CaptionEvent, SegmentResult
 from streaming.policy import Policy
 from streaming.speech_stream import AsrHypothesis, SegmentTranslator
 from streaming.types import SAMPLE_RATE
@@ -51,37 +51,6 @@ class PipelineOptions:
     def __post_init__(self) -> None:
         if self.pre_roll_ms < 0 or self.max_segment_ms <= 0:
             raise ValueError("pre_roll_ms must be >= 0 and max_segment_ms > 0")
-
-
-@dataclass(frozen=True)
-class CaptionEvent:
-    """One caption update (the server's ``partial``/``final`` messages carry these fields)."""
-
-    type: Literal["partial", "final"]
-    segment: int
-    revision: int
-    stable: int  # words of ``target`` that will not change
-    source: str
-    target: str
-    start_ms: float  # segment start (stream time)
-    end_ms: float  # audio received when this was produced (stream time)
-    latency_ms: float
-
-    def to_json(self) -> dict[str, object]:
-        return {"type": self.type, "segment": self.segment, "revision": self.revision, "stable": self.stable,
-                "source": self.source, "target": self.target, "start_ms": round(self.start_ms, 1),
-                "end_ms": round(self.end_ms, 1), "latency_ms": round(self.latency_ms, 1)}
-
-
-@dataclass
-class SegmentResult:
-    """A finished segment: its stream-time span and its record (delays in ms from ``start_ms``)."""
-
-    index: int
-    start_ms: float
-    end_ms: float
-    record: InstanceRecord
-    source: str
 
 
 class SpeechPipeline:

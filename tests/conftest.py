@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from models.text.data import multi30k_dir
+
+# hypothesis' pytest plugin imports its package at the very end of a run; CPython 3.11.7 can then fail to compile it
+# ("AST constructor recursion depth mismatch") after a test provoked a RecursionError (deeply nested JSON). Imported
+# here, at the start, it is compiled before any such test runs (hypothesis is not required by the suite).
+with contextlib.suppress(ImportError):
+    import hypothesis.internal.observability  # noqa: F401
 
 REPO = Path(__file__).resolve().parent.parent
 MULTI30K = multi30k_dir()  # $SIMULSUB_MULTI30K, else ../shared/data/multi30k beside the checkout

@@ -1,7 +1,8 @@
-"""The Gradio live-caption page: microphone streaming or a file, the same streaming core as the CLI and server.
+"""The Gradio live-caption page: microphone, a file or typed text, the same streaming core as the CLI and server.
 
-Layout: policy and latency controls; the microphone (streamed to the server in 0.5 s pieces) or an uploaded
-file; the caption (finished lines, then the current line with its stable words plain and its revisable tail
+Layout: policy and latency controls; the microphone (streamed to the server in 0.5 s pieces), an uploaded
+file, or text (pasted or typed, read word by word through :class:`streaming.text_pipeline.TextPipeline`); the
+caption (finished lines, then the current line with its stable words plain and its revisable tail
 grey and italic); the source transcript; live latency figures; SRT/VTT downloads of what has been final.
 Each browser session gets its own pipeline over one shared set of loaded models.
 """
@@ -17,10 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from app.policies import PolicyConfig
+from app.policies import PolicyConfig, build_policy, get_policy
+from app.sinks import SrtFile, VttFile
 from app.speech_session import SpeechModels
-from streaming.speech_pipeline import CaptionEvent, SpeechPipeline
-from streaming.subtitles import VTT_HEADER, segment_cues, srt_block, vtt_block
+from streaming.events import CaptionEvent
+from streaming.metrics.runtime import median_and_p95
+from streaming.speech_pipeline import SpeechPipeline
+from streaming.text_pipeline import TextPipeline, TextPipelineOptions
 
 CSS = """
 #caption { font-size: 1.35rem; line-height: 1.5; min-height: 6rem; }
@@ -37,9 +41,9 @@ def empty_caption() -> str:
 
 @dataclass
 class PageSession:
-    """One browser tab's stream: its pipeline, what is on screen and the subtitle files."""
+    """One browser tab's stream (audio or text): its pipeline, what is on screen and the subtitle files."""
 
-    pipeline: SpeechPipeline
+    pipeline: SpeechPipeline | TextPipeline
     finals: list[CaptionEvent] = field(default_factory=list)
     current: CaptionEvent | None = None
     latencies: list[float] = field(default_factory=list)
@@ -47,8 +51,14 @@ class PageSession:
     files: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="simulsub-web-")))
     segments_written: int = 0
 
-    def feed(self, samples: np.ndarray) -> None:
-        self.take(self.pipeline.feed(samples))
+    def feed(self, samples: np.ndarray | str) -> None:
+        """16 kHz float32 mono audio for an audio session; words for a text session."""
+        if isinstance(self.pipeline, TextPipeline):
+            if not isinstance(samples, str):
+                raise TypeError("a text session reads words, not audio")
+            self.take(self.pipeline.feed(samples))
+        else:
+            self.take(self.pipeline.feed(np.asarray(samples)))
 
     def take(self, events: list[CaptionEvent]) -> None:
         for e in events:
@@ -83,34 +93,31 @@ class PageSession:
     def figures(self) -> str:
         if not self.latencies:
             return "latency: –"
-        lat = np.array(self.latencies)
-        audio_s = self.pipeline.audio_ms / 1000.0
-        return (f"latency {lat[-1]:.0f} ms now · median {np.median(lat):.0f} ms · p95 {np.percentile(lat, 95):.0f} ms"
-                f" · {len(self.finals)} segments · {audio_s:.1f} s of audio")
+        median, p95 = median_and_p95(self.latencies)
+        if isinstance(self.pipeline, TextPipeline):
+            read = f"{sum(len(s.source.split()) for s in self.pipeline.segments)} words"
+        else:
+            read = f"{self.pipeline.audio_ms / 1000.0:.1f} s of audio"
+        return (f"latency {self.latencies[-1]:.0f} ms now · median {median:.0f} ms · p95 {p95:.0f} ms"
+                f" · {len(self.finals)} segments · {read}")
 
     def subtitle_files(self) -> list[str]:
-        srt, vtt = self.files / "captions.srt", self.files / "captions.vtt"
-        n = 0
-        with srt.open("w", encoding="utf-8") as fs, vtt.open("w", encoding="utf-8") as fv:
-            fv.write(VTT_HEADER)
-            for e in self.finals:
-                for cue in segment_cues(e.target, e.start_ms, e.end_ms):
-                    n += 1
-                    fs.write(srt_block(n, cue))
-                    fv.write(vtt_block(cue))
-        return [str(srt), str(vtt)]
+        """SRT and WebVTT of the finals so far (stream times), written afresh into this tab's folder."""
+        srt, vtt = SrtFile.open(self.files / "captions.srt"), VttFile.open(self.files / "captions.vtt")
+        for e in self.finals:
+            for sink in (srt, vtt):
+                sink.add(e.target, e.start_ms, e.end_ms)
+        for sink in (srt, vtt):
+            sink.commit()
+        return [str(srt.path), str(vtt.path)]
 
 
 def to_float_mono(sr: int, data: np.ndarray) -> np.ndarray:
-    """Gradio's (rate, int16/float array [n] or [n, ch]) → float32 mono 16 kHz."""
-    x = np.asarray(data)
-    if x.dtype.kind == "i":
-        x = x.astype(np.float32) / float(np.iinfo(x.dtype).max + 1)
-    elif x.dtype.kind == "u":
-        x = (x.astype(np.float32) - 128.0) / 128.0
-    x = x.astype(np.float32)
-    if x.ndim == 2:
-        x = x.mean(axis=1)
+    """Gradio's (rate in Hz, int16/float array [n] or [n, ch]) → float32 mono 16 kHz
+    (:func:`streaming.pcm.to_float32_mono`, then soxr when the rate differs)."""
+    from streaming.pcm import to_float32_mono
+
+    x = to_float32_mono(data)
     if sr != 16000:
         import soxr
 
@@ -128,15 +135,34 @@ def policy_for(base: PolicyConfig, name: str, latency: int) -> PolicyConfig:
     the LLM is asked for low (0–2), medium (3–5) or high (6–8) latency."""
     same = name == base.name  # every other option (beam, prefix bias, shortlist, languages, …) is the CLI's
     return replace(base, name=name, model=base.model if same else None,
-                   mask_k=0 if name in ("waitk", "llm") else latency, k=latency + 1, latency=llm_level(latency))
+                   mask_k=latency if get_policy(name).revises else 0, k=latency + 1, latency=llm_level(latency))
+
+
+TEXT_WORDS_PER_REFRESH = 3
+"""A typed or pasted text refreshes the page every this many words."""
+
+
+def text_pipeline(cfg: PolicyConfig, models: SpeechModels) -> TextPipeline:
+    """A text stream over ``cfg``'s policy (models shared with every other tab); stream time = wall ms."""
+    started = time.monotonic()
+    return TextPipeline(build_policy(cfg, models.translators), TextPipelineOptions(mask_k=cfg.mask_k),
+                        clock=lambda: (time.monotonic() - started) * 1000.0)
+
+
+def revision_note(names: list[str]) -> str:
+    """The policy menu's note: which policies revise their captions' tails and which never do."""
+    revise = [n for n in names if get_policy(n).revises]
+    never = [n for n in names if not get_policy(n).revises]
+    parts = [f"{'/'.join(revise)} revise their tail"] if revise else []
+    parts += [f"{' and '.join(never)} never revise"] if never else []
+    return "; ".join(parts)
 
 
 def page_policies(base: PolicyConfig) -> list[str]:
-    """The policies the page offers: the LLM only when its model is there."""
-    from app.profiles import DEFAULT_LLM_MODEL
+    """The registered policies the page offers: those whose models are there (e.g. the LLM only with its model)."""
+    from app.policies import available_policies
 
-    llm = (base.llm_model or DEFAULT_LLM_MODEL).is_dir()
-    return ["reta", "fretna", "waitk", *(["llm"] if llm else [])]
+    return list(available_policies(base))
 
 
 def build_app(models: SpeechModels) -> Any:
@@ -149,6 +175,15 @@ def build_app(models: SpeechModels) -> Any:
         try:
             return PageSession(models.pipeline(policy_for(models.cfg.policy, policy, int(latency))))
         except UserError as e:  # e.g. a policy whose model is missing: say so on the page
+            raise gr.Error(str(e)) from None
+
+    def new_text_session(policy: str, latency: int) -> PageSession:
+        from app.errors import UserError
+
+        cfg = policy_for(models.cfg.policy, policy, int(latency))
+        try:
+            return PageSession(text_pipeline(cfg, models))
+        except UserError as e:
             raise gr.Error(str(e)) from None
 
     def on_stream(chunk: Any, state: PageSession | None, policy: str, latency: int) -> tuple[Any, ...]:
@@ -181,6 +216,18 @@ def build_app(models: SpeechModels) -> Any:
         state.finish()
         yield state, state.caption_html(), state.transcript(), state.figures(), state.subtitle_files()
 
+    def on_text(text: str | None, policy: str, latency: int) -> Any:
+        words = (text or "").split()
+        if not words:
+            raise gr.Error("type or paste some text first")
+        state = new_text_session(policy, latency)
+        for i, word in enumerate(words):  # word by word, as a person types or a transcriber writes
+            state.feed(word)
+            if i % TEXT_WORDS_PER_REFRESH == TEXT_WORDS_PER_REFRESH - 1:
+                yield state, state.caption_html(), state.transcript(), state.figures(), gr.update()
+        state.finish()
+        yield state, state.caption_html(), state.transcript(), state.figures(), state.subtitle_files()
+
     def reset() -> tuple[Any, ...]:
         return None, empty_caption(), "", "latency: –", None
 
@@ -189,7 +236,7 @@ def build_app(models: SpeechModels) -> Any:
         state = gr.State(None)
         with gr.Row():
             policy = gr.Dropdown(page_policies(models.cfg.policy), value=models.cfg.policy.name, label="policy",
-                                 info="reta/fretna revise their tail; waitk and llm never revise", scale=1)
+                                 info=revision_note(page_policies(models.cfg.policy)), scale=1)
             latency = gr.Slider(0, 8, value=max(models.cfg.policy.mask_k, 2), step=1, label="latency (words)",
                                 info="words held back: steadier captions, later", scale=2)
         caption = gr.HTML(empty_caption(), elem_id="caption")
@@ -199,6 +246,10 @@ def build_app(models: SpeechModels) -> Any:
                            elem_id="mic")
             upload = gr.Audio(sources=["upload"], type="filepath", label="or a recording", elem_id="upload")
         run_file = gr.Button("Translate the recording", elem_id="run-file")
+        with gr.Row():
+            typed = gr.Textbox(label="or text (read word by word; . ! ? end a sentence)", lines=2, scale=4,
+                               elem_id="typed")
+            run_text = gr.Button("Translate the text", elem_id="run-text", scale=1)
         transcript = gr.Textbox(label="source transcript", lines=3, interactive=False, elem_id="transcript")
         downloads = gr.File(label="subtitles (SRT, VTT)", file_count="multiple", interactive=False,
                             elem_id="downloads")
@@ -208,5 +259,6 @@ def build_app(models: SpeechModels) -> Any:
         mic.stop_recording(on_stop, [state], [*outputs, downloads])
         mic.start_recording(reset, None, [*outputs, downloads])
         run_file.click(on_file, [upload, policy, latency], [*outputs, downloads])
+        run_text.click(on_text, [typed, policy, latency], [*outputs, downloads])
     return demo
 

@@ -14,16 +14,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from app.audio_sources import AudioChunk, file_source, microphone_source, paced
-from app.commands.mic import _device, list_devices
+from app.audio_sources import AudioChunk, file_source, list_input_devices, microphone_source, paced, parse_device
 from app.errors import UserError
-from app.outputs import check_output_path
-from app.policies import POLICY_NAMES
-from streaming.subtitles import segment_cues, srt_block
-
-DIM, RESET = "\x1b[2m", "\x1b[0m"
+from app.policies import policy_names
+from app.sinks import CaptionView, SrtFile
+from streaming.pcm import encode_pcm16
 
 
 def add_parser(sub: Any) -> None:
@@ -35,48 +30,33 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--device", help="input device name or index (a call's loopback/monitor device for video calls)")
     p.add_argument("--list-devices", action="store_true", help="list the input devices and exit")
     p.add_argument("--fast", action="store_true", help="with --file: send as fast as possible")
-    p.add_argument("--policy", choices=POLICY_NAMES, help="ask the server for this policy")
+    p.add_argument("--policy", choices=policy_names(), help="ask the server for this policy")
     p.add_argument("--token", help="server token (sent as 'Authorization: Bearer')")
     p.add_argument("--srt", metavar="OUT.srt", help="write the final captions as SRT")
     p.add_argument("--json", action="store_true", help="print every server message as one JSON line")
     p.set_defaults(run=run)
 
 
-def to_pcm16(samples: np.ndarray) -> bytes:
-    """float32 in [-1, 1] → 16-bit little-endian PCM (×32768, the inverse of the server's ÷32768, so audio that
-    came from 16-bit PCM crosses the socket bit-exact)."""
-    return np.clip(np.round(samples * 32768.0), -32768, 32767).astype("<i2").tobytes()
-
-
 class CaptionPrinter:
-    """Terminal captions (live line on a terminal) and an SRT file of the finals."""
+    """The server's messages on this side: the terminal caption view (or, with ``as_json``, every message as one
+    JSON line), the SRT file of the finals, server errors on stderr, and the summary kept for the exit status."""
 
-    def __init__(self, srt: Path | None, as_json: bool) -> None:
-        self.srt = srt.open("w", encoding="utf-8") if srt else None
-        self.cues = 0
+    def __init__(self, srt: SrtFile | None, as_json: bool) -> None:
+        self.srt = srt
         self.as_json = as_json
-        self.tty = sys.stdout.isatty()
+        self.view = None if as_json else CaptionView(sys.stdout)
         self.summary: dict[str, Any] | None = None
         self.errors: list[dict[str, Any]] = []
 
     def handle(self, msg: dict[str, Any]) -> None:
         if self.as_json:
             print(json.dumps(msg, ensure_ascii=False), flush=True)
+        elif self.view is not None:
+            self.view.show_message(msg)
         kind = msg.get("type")
         if kind == "final":
-            if not self.as_json:
-                prefix = "\r\x1b[2K" if self.tty else ""
-                print(f"{prefix}[{msg['start_ms'] / 1000:7.2f}s] {msg['target']}", flush=True)
             if self.srt:
-                for cue in segment_cues(str(msg["target"]), float(msg["start_ms"]), float(msg["end_ms"])):
-                    self.cues += 1
-                    self.srt.write(srt_block(self.cues, cue))
-                self.srt.flush()
-        elif kind == "partial" and self.tty and not self.as_json:
-            words = str(msg["target"]).split()
-            stable = int(msg.get("stable", 0))
-            sys.stdout.write(f"\r\x1b[2K{' '.join(words[:stable])} {DIM}{' '.join(words[stable:])}{RESET}")
-            sys.stdout.flush()
+                self.srt.add(str(msg["target"]), float(msg["start_ms"]), float(msg["end_ms"]))
         elif kind == "error":
             self.errors.append(msg)
             if not self.as_json:
@@ -85,8 +65,13 @@ class CaptionPrinter:
             self.summary = msg
 
     def close(self) -> None:
+        """The SRT file into place (what the server sent: also after Ctrl-C or an early close)."""
         if self.srt:
-            self.srt.close()
+            self.srt.commit()
+
+    def abort(self) -> Path | None:
+        """The SRT path left as it was; returns the partial file kept (None: nothing to keep)."""
+        return self.srt.abort() if self.srt else None
 
 
 async def stream(url: str, chunks: Any, printer: CaptionPrinter, *, policy: str | None, token: str | None,
@@ -155,7 +140,7 @@ async def _exchange(ws: Any, chunks: Any, printer: CaptionPrinter, *, policy: st
     while (chunk := await loop.run_in_executor(None, next_chunk)) is not None:
         if receiver.done():
             break
-        await ws.send(to_pcm16(chunk.samples))
+        await ws.send(encode_pcm16(chunk.samples))
     if not receiver.done():
         await ws.send(json.dumps({"type": "stop"}))
     await receiver
@@ -163,7 +148,7 @@ async def _exchange(ws: Any, chunks: Any, printer: CaptionPrinter, *, policy: st
 
 def run(args: argparse.Namespace) -> int:
     if args.list_devices:
-        print(list_devices())
+        print(list_input_devices())
         return 0
     if args.file:
         if not Path(args.file).is_file():
@@ -172,14 +157,18 @@ def run(args: argparse.Namespace) -> int:
         if not args.fast:
             chunks = paced(chunks)
     else:
-        chunks = microphone_source(_device(args.device))
-    printer = CaptionPrinter(check_output_path(args.srt, "--srt") if args.srt else None, args.json)
+        chunks = microphone_source(parse_device(args.device))
+    printer = CaptionPrinter(SrtFile.open(args.srt) if args.srt else None, args.json)
     try:
         asyncio.run(stream(args.url, chunks, printer, policy=args.policy, token=args.token))
     except KeyboardInterrupt:
         pass
-    finally:
-        printer.close()
+    except BaseException as e:
+        kept = printer.abort()
+        if isinstance(e, UserError) and kept is not None:
+            raise UserError(f"{e} (the captions so far are in {kept}; {args.srt} was left as it was)") from None
+        raise
+    printer.close()
     if printer.summary and not args.json:
         s = printer.summary
         print(f"{s.get('segments')} segments, {s.get('audio_s')} s of audio, "

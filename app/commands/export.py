@@ -1,6 +1,7 @@
 """``simulsub export``: every trained model to ONNX fp32 / int8 / fp16 and CTranslate2 int8 / float16, validated.
 
-Needs the ``[train]`` extra (the sources are PyTorch checkpoints in the training work directories).
+The families and what each runs come from :mod:`models.export_registry`. Needs the ``[train]`` extra (the
+sources are PyTorch checkpoints in the training work directories).
 """
 
 from __future__ import annotations
@@ -13,15 +14,17 @@ from typing import Any
 
 from app.commands.training import training_module
 from app.errors import UserError
+from models.export_registry import checked_families, exporter_families, get_exporter
 
 logger = logging.getLogger(__name__)
 
 
 def add_parser(sub: Any) -> None:
+    checked = ",".join(checked_families())
     p = sub.add_parser("export", help="export the trained models to every runtime format and check each against "
                                       "its source model")
-    p.add_argument("--families", default="marian,nat,waitk,paraformer,llm",
-                   help="comma-separated model families (default: all of marian,nat,waitk,paraformer,llm)")
+    p.add_argument("--families", default=checked,
+                   help=f"comma-separated model families (default: all of {checked})")
     p.add_argument("--out", default="work/export", metavar="DIR", help="output folder (default work/export)")
     p.add_argument("--work-root", default="work", metavar="DIR",
                    help="folder holding the training work directories (default work)")
@@ -31,12 +34,23 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    mod = training_module("models.exports")
-    families = tuple(f.strip() for f in args.families.split(",") if f.strip())
-    unknown = [f for f in families if f not in mod.FAMILIES]
+def selected_families(spec: str) -> tuple[str, ...]:
+    """The families of ``--families``, each one the registry can export and check; :class:`UserError` otherwise."""
+    families = tuple(f.strip() for f in spec.split(",") if f.strip())
+    checked = checked_families()
+    unknown = [f for f in families if f not in exporter_families()]
     if unknown or not families:
-        raise UserError(f"unknown model family {', '.join(unknown) or '(none)'}; choose from {', '.join(mod.FAMILIES)}")
+        raise UserError(f"unknown model family {', '.join(unknown) or '(none)'}; choose from {', '.join(checked)}")
+    for f in families:
+        if f not in checked:
+            raise UserError(f"{f} has no checked export here ({get_exporter(f).description}); "
+                            f"choose from {', '.join(checked)}")
+    return families
+
+
+def run(args: argparse.Namespace) -> int:
+    families = selected_families(args.families)
+    mod = training_module("models.exports")
     if args.sentences < 1:
         raise UserError("--sentences must be >= 1")
     opts = mod.ExportOptions(out_dir=Path(args.out), work_root=Path(args.work_root), sentences=args.sentences)
@@ -47,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
     for family in families:
         print(f"exporting {family} …", file=sys.stderr, flush=True)
         try:
-            checks.extend(mod.run_family(family, opts))
+            checks.extend(get_exporter(family).run_check(opts))
         except FileNotFoundError as e:
             skipped.append(f"{family}: {e}")
     if not checks:

@@ -15,20 +15,15 @@ import json
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any
 
-from app.audio_sources import file_source, paced
 from app.errors import UserError
-from app.outputs import AtomicTextFile, check_output_path
+from app.outputs import check_output_path
 from app.report import json_ready, print_summary
+from app.sinks import CaptionView, JsonlLog, SubtitleFiles, stream_file
 from app.speech_session import SpeechModels, add_speech_arguments, speech_config
 from app.textio import read_lines_per_audio
-from streaming.instance import InstanceRecord, score_instances
-from streaming.resegment import TimedWord, attach_segment_stats, stream_instances
-from streaming.speech_pipeline import CaptionEvent, SegmentResult, SpeechPipeline
-from streaming.subtitles import VTT_HEADER, segment_cues, srt_block, vtt_block
-
-DIM, RESET = "\x1b[2m", "\x1b[0m"
+from streaming.longform import LongFormScorer
 
 
 def add_parser(sub: Any) -> None:
@@ -70,84 +65,6 @@ def _output_path(option: str | None, audio: Path, several: bool) -> Path | None:
     return out.with_name(f"{out.stem}-{audio.stem}{out.suffix}") if several else out
 
 
-class SubtitleFiles:
-    """SRT/VTT files of one audio file, appended (and flushed) segment by segment; written as ``*.partial``
-    and moved into place by :meth:`commit` (a failed replay never truncates an existing file)."""
-
-    def __init__(self, srt: Path | None, vtt: Path | None) -> None:
-        self.srt = AtomicTextFile(srt, "--srt") if srt else None
-        self.vtt = AtomicTextFile(vtt, "--vtt") if vtt else None
-        if self.vtt:
-            self.vtt.write(VTT_HEADER)
-        self.count = 0
-
-    def add(self, seg: SegmentResult) -> None:
-        for cue in segment_cues(seg.record.prediction, seg.start_ms, seg.end_ms):
-            self.count += 1
-            for f, block in ((self.srt, srt_block(self.count, cue)), (self.vtt, vtt_block(cue))):
-                if f:
-                    f.write(block)
-                    f.flush()
-
-    def commit(self) -> None:
-        for f in (self.srt, self.vtt):
-            if f:
-                f.commit()
-
-    def abort(self) -> list[Path]:
-        """Leave the final paths untouched; returns the partial files kept."""
-        return [k for f in (self.srt, self.vtt) if f and (k := f.abort()) is not None]
-
-
-class LiveView:
-    """The caption on a terminal: stable words, then the revisable tail dimmed; finals on their own line."""
-
-    def __init__(self, out: TextIO) -> None:
-        self.out = out
-        self.tty = out.isatty()
-
-    def show(self, e: CaptionEvent) -> None:
-        if e.type == "final":
-            if self.tty:
-                self.out.write("\r\x1b[2K")
-            self.out.write(f"[{e.start_ms / 1000:7.2f}s → {e.end_ms / 1000:7.2f}s] {e.target}\n")
-        elif self.tty:
-            words = e.target.split()
-            stable, tail = " ".join(words[: e.stable]), " ".join(words[e.stable :])
-            self.out.write(f"\r\x1b[2K{stable} {DIM}{tail}{RESET}")
-        self.out.flush()
-
-
-def timed_words(segments: list[SegmentResult]) -> list[TimedWord]:
-    """Every final word of a stream with its stream-time delay and computation-aware time (ms)."""
-    out = []
-    for seg in segments:
-        rec = seg.record
-        elapsed = rec.elapsed or rec.delays
-        for w, d, e in zip(rec.prediction.split(), rec.delays, elapsed, strict=True):
-            out.append(TimedWord(w, seg.start_ms + d, seg.start_ms + e, seg.start_ms, seg.end_ms))
-    return out
-
-
-def replay_file(pipe: SpeechPipeline, audio: Path, *, realtime: bool, view: LiveView,
-                subtitles: SubtitleFiles) -> tuple[list[SegmentResult], float]:
-    """Stream one file through ``pipe``; returns its segments and its duration (ms)."""
-    pipe.reset()
-    chunks = file_source(audio)
-    done = 0
-    for chunk in paced(chunks) if realtime else chunks:
-        for e in pipe.feed(chunk.samples):
-            view.show(e)
-        while done < len(pipe.segments):
-            subtitles.add(pipe.segments[done])
-            done += 1
-    for e in pipe.finish():
-        view.show(e)
-    for seg in pipe.segments[done:]:
-        subtitles.add(seg)
-    return list(pipe.segments), pipe.audio_ms
-
-
 def run(args: argparse.Namespace) -> int:
     audio = [Path(a) for a in args.audio]
     for a in audio:
@@ -161,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         for option, value in (("--srt", args.srt), ("--vtt", args.vtt)):
             if (out := _output_path(value, a, several)) is not None:
                 check_output_path(out, option)
-    log = AtomicTextFile(args.log, "--log") if args.log else None
+    log = JsonlLog.open(args.log) if args.log else None
     try:
         scores = _replay_all(args, audio, refs, transcripts, times, log)
     except BaseException as e:
@@ -181,56 +98,33 @@ def run(args: argparse.Namespace) -> int:
 
 def _replay_all(args: argparse.Namespace, audio: list[Path], refs: list[str] | None,
                 transcripts: list[str] | None, times: list[list[tuple[float, float]]] | None,
-                log: AtomicTextFile | None) -> dict[str, object]:
+                log: JsonlLog | None) -> dict[str, float]:
     models = SpeechModels(speech_config(args))
     pipe = models.pipeline()
-    view = LiveView(sys.stdout if not args.json else sys.stderr)
-    instances: list[InstanceRecord] = []
-    hyps_src: list[str] = []
-    total_ms = 0.0
+    view = CaptionView(sys.stdout if not args.json else sys.stderr)
+    scorer = LongFormScorer()
     t_wall = time.perf_counter()
     several = len(audio) > 1
     for i, a in enumerate(audio):
-        subs = SubtitleFiles(_output_path(args.srt, a, several), _output_path(args.vtt, a, several))
+        subs = SubtitleFiles.open(_output_path(args.srt, a, several), _output_path(args.vtt, a, several))
         try:
-            segments, duration = replay_file(pipe, a, realtime=args.realtime, view=view, subtitles=subs)
+            segments, duration = stream_file(pipe, a, realtime=args.realtime, view=view, subtitles=subs)
         except BaseException:
             subs.abort()
             raise
         subs.commit()
-        total_ms += duration
-        words = timed_words(segments)
-        hyps_src.append(" ".join(s.source for s in segments))
-        if refs is not None:
-            try:
-                recs = stream_instances(words, refs[i], duration, index=i,
-                                        sentence_times=times[i] if times else None)
-            except ValueError as e:
-                raise UserError(f"{a}: {e}") from None
-        else:
-            recs = [InstanceRecord(index=i, prediction=" ".join(w.text for w in words),
-                                   delays=[w.delay for w in words], elapsed=[w.elapsed for w in words],
-                                   source_length=max(duration, 1.0))]
-        attach_segment_stats(recs, [(s.start_ms, s.end_ms, s.record) for s in segments], duration)
+        try:
+            recs = scorer.add(segments, duration, reference=refs[i] if refs is not None else None,
+                              sentence_times=times[i] if times else None)
+        except ValueError as e:
+            raise UserError(f"{a}: {e}") from None
         for j, r in enumerate(recs):
             r.extra["audio"] = str(a)
-            if j == 0:  # the file's segments and ASR transcript go with its first instance
-                r.source = hyps_src[-1]
+            if j == 0:  # the file's segments go with its first instance (as does its ASR transcript)
                 r.extra["segments"] = [{"start_ms": round(s.start_ms, 1), "end_ms": round(s.end_ms, 1),
                                         "source": s.source, "prediction": s.record.prediction}
                                        for s in segments]
             if log:
-                log.write(json.dumps(r.to_json(), ensure_ascii=False) + "\n")
-                log.flush()
-        instances.extend(recs)
-    wall_ms = (time.perf_counter() - t_wall) * 1000.0
-    scores: dict[str, object] = dict(score_instances(instances))  # NE and rtf from the records: as `score` does
-    scores.setdefault("rtf", 0.0)  # no audio at all: nothing was computed
-    scores["wall_rtf"] = wall_ms / max(total_ms, 1.0)
-    scores["audio_s"] = total_ms / 1000.0
-    scores["files"] = len(audio)
-    if transcripts is not None:
-        from streaming.metrics.quality import word_error_rate
-
-        scores["WER"] = word_error_rate(hyps_src, transcripts)
-    return scores
+                log.write(r.to_json())
+    # NE and rtf from the records, as `simulsub score` computes them from the log
+    return scorer.scores(transcripts, wall_ms=(time.perf_counter() - t_wall) * 1000.0)

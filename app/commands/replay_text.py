@@ -5,27 +5,28 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
 
 from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
-from app.policies import LATENCY_LEVELS, POLICY_NAMES, PolicyConfig, build_policy
+from app.policies import LATENCY_LEVELS, build_policy, policy_config_from_args, policy_names
 from app.report import json_ready, print_summary
 from app.run_profiles import add_profile_arguments
+from app.sinks import JsonlLog
 from app.textio import read_sentences
 from streaming.clock import DEFAULT_WORD_MS
 from streaming.instance import InstanceRecord, score_instances
-from streaming.text_stream import TextStreamOptions, run_text_instance
+from streaming.policy import Policy
+from streaming.text_pipeline import TextPipelineOptions, replay_sentence
 
 
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("replay-text", help="replay text sentences one source word per step through a policy")
     p.add_argument("--source", required=True, metavar="F", help="source sentences, one per line")
     p.add_argument("--reference", metavar="F", help="reference translations, one per line (enables BLEU/chrF)")
-    p.add_argument("--policy", choices=POLICY_NAMES, default="reta", help="simultaneous policy (default reta)")
+    p.add_argument("--policy", choices=policy_names(), default="reta", help="simultaneous policy (default reta)")
     p.add_argument("--model", metavar="DIR", help="translation model directory (default: bundled en→de)")
     p.add_argument("--beam", type=int, default=4, help="beam size (default 4)")
     p.add_argument("--k", type=int, default=3, help="waitk: source words read before the first target word (default 3)")
@@ -69,36 +70,18 @@ def run(args: argparse.Namespace) -> int:
         sources, references = sources[: args.limit], references[: args.limit]
     if args.word_ms <= 0:
         raise UserError("--word-ms must be positive")
-    cfg = PolicyConfig(name=args.policy, model=Path(args.model) if args.model else None, beam=args.beam,
-                       mask_k=args.mask_k, prefix_bias=args.prefix_bias, prefix_beta=args.prefix_beta,
-                       threads=args.threads, k=args.k, shortlist=not args.no_shortlist,
-                       device=resolve_device(args.compute_device), latency=args.latency,
-                       llm_model=Path(args.llm_model) if args.llm_model else None,
-                       source_lang=args.source_lang, target_lang=args.target_lang)
-    policy = build_policy(cfg)
-    options = TextStreamOptions(mask_k=args.mask_k, word_ms=args.word_ms)
-    log_file = _open_log(args.log)
-    records: list[InstanceRecord] = []
-    from models.marian.runtime import SourceTooLongError
-
+    policy = build_policy(policy_config_from_args(args, device=resolve_device(args.compute_device)))
+    options = TextPipelineOptions(mask_k=args.mask_k, word_ms=args.word_ms)
+    log = JsonlLog.open(args.log) if args.log else None
     try:
-        pairs = list(zip(sources, references, strict=True))
-        quiet = True if args.show else None  # None: a bar only on a terminal
-        bar = tqdm(pairs, desc=f"replay {args.policy}", unit="sent", file=sys.stderr, disable=quiet)
-        for index, (src, ref) in enumerate(bar):
-            try:
-                rec = run_text_instance(policy, src, index=index, reference=ref, options=options)
-            except SourceTooLongError as e:
-                raise UserError(f"{args.source}: line {index + 1}: {e}") from None
-            records.append(rec)
-            if args.show:
-                _show(rec)
-            if log_file is not None:
-                log_file.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
-                log_file.flush()
-    finally:
-        if log_file is not None:
-            log_file.close()
+        records = _replay(args, policy, sources, references, options, log)
+    except BaseException as e:
+        kept = log.abort() if log else None
+        if isinstance(e, UserError) and kept is not None:
+            raise UserError(f"{e} (the instances log so far is in {kept}; {args.log} was left as it was)") from None
+        raise
+    if log:
+        log.commit()
     scores = score_instances(records)
     setting = f"k={args.k}" if args.policy == "waitk" else f"mask-k={args.mask_k} prefix={args.prefix_bias}"
     title = (f"{args.policy} beam={args.beam} {setting}: "
@@ -111,20 +94,30 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace, policy: Policy, sources: list[str], references: list[str | None],
+            options: TextPipelineOptions, log: JsonlLog | None) -> list[InstanceRecord]:
+    """Every sentence through the text pipeline, word by word; each record logged as it is made."""
+    from models.marian.runtime import SourceTooLongError
+
+    records: list[InstanceRecord] = []
+    pairs = list(zip(sources, references, strict=True))
+    quiet = True if args.show else None  # None: a bar only on a terminal
+    bar = tqdm(pairs, desc=f"replay {args.policy}", unit="sent", file=sys.stderr, disable=quiet)
+    for index, (src, ref) in enumerate(bar):
+        try:
+            rec = replay_sentence(policy, src, index=index, reference=ref, options=options)
+        except SourceTooLongError as e:
+            raise UserError(f"{args.source}: line {index + 1}: {e}") from None
+        records.append(rec)
+        if args.show:
+            _show(rec)
+        if log is not None:
+            log.write(rec.to_json())
+    return records
+
 def _show(rec: InstanceRecord) -> None:
     """Print one replayed sentence: the source, then each displayed revision (the last one is final)."""
     print(f"[{rec.index}] {rec.source}")
     for i, text in enumerate(rec.revisions or []):
         print(f"    {'=' if i == len(rec.revisions or []) - 1 else '~'} {text}")
 
-
-def _open_log(path: str | None) -> Any:
-    if not path:
-        return None
-    p = Path(path)
-    if p.parent and not p.parent.exists():
-        raise UserError(f"cannot write log {p}: folder {p.parent} does not exist")
-    try:
-        return open(p, "w", encoding="utf-8")
-    except OSError as e:
-        raise UserError(f"cannot write log {p}: {e.strerror}") from None

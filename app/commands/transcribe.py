@@ -13,6 +13,7 @@ from app.asr import ASR_PROFILES, load_asr_engine, resolve_asr
 from app.devices import add_device_argument, resolve_device
 from app.errors import UserError
 from app.textio import read_lines_per_audio
+from streaming.metrics.runtime import real_time_factor
 
 
 def add_parser(sub: Any) -> None:
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         texts.append(text)
         print(text, flush=True)
     mode = ("streaming one-pass" if args.one_pass else "streaming two-pass") if args.streaming else "offline"
-    result: dict[str, Any] = {"texts": texts, "rtf": round(compute_s / max(audio_s, 1e-9), 5),
+    result: dict[str, Any] = {"texts": texts, "rtf": round(real_time_factor(compute_s, audio_s) or 0.0, 5),
                               "audio_s": round(audio_s, 3), "mode": mode,
                               "asr": engine.name, "decoding": engine.decoding_summary}
     if refs is not None:

@@ -46,6 +46,7 @@ from app.server.protocol import (
     parse_start,
 )
 from app.server.session import StreamSession
+from streaming.errors import SimulsubError
 
 if TYPE_CHECKING:
     from app.server.server import CaptionServer
@@ -74,7 +75,7 @@ def peer_reset(sock: socket.socket) -> bool:
     return False
 
 
-class TooManyErrors(Exception):
+class TooManyErrors(SimulsubError):
     """The client sent more invalid messages than the server tolerates."""
 
 

@@ -11,13 +11,14 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from app.policies import LATENCY_LEVELS, POLICY_NAMES
+from app.policies import LATENCY_LEVELS, policy_names
+from streaming.errors import InputFormatError
 
 SUPPORTED_PAIRS = (("en", "de"),)  # the bundled models; a server over a multilingual model serves its own pair
 MIN_RATE, MAX_RATE = 8000, 48000
 
 
-class ProtocolError(ValueError):
+class ProtocolError(InputFormatError):
     """A client message the server refuses; ``code`` goes into the ``error`` message."""
 
     def __init__(self, code: str, message: str) -> None:
@@ -138,7 +139,7 @@ def parse_start(msg: dict[str, Any], pairs: tuple[tuple[str, str], ...] = SUPPOR
     if rate is None:
         raise ProtocolError("bad_start", "'sample_rate' is required (Hz of the PCM frames, e.g. 16000)")
     source_input = _choice(msg, "input", ("audio", "text"), "audio")
-    policy = _choice(msg, "policy", POLICY_NAMES, None)
+    policy = _choice(msg, "policy", policy_names(), None)
     latency = _choice(msg, "latency", LATENCY_LEVELS, None)
     src, tgt = msg.get("source_lang", pairs[0][0]), msg.get("target_lang", pairs[0][1])
     if not isinstance(src, str) or not isinstance(tgt, str):

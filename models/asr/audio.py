@@ -6,11 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from streaming.errors import AudioError
 from streaming.types import SAMPLE_RATE
-
-
-class AudioError(ValueError):
-    """An audio file is missing, unreadable or empty."""
 
 
 def to_mono_16k(audio: np.ndarray, sample_rate: int, *, target_rate: int = SAMPLE_RATE) -> np.ndarray:

@@ -32,7 +32,9 @@ from models.asr.decoding import DecodeOptions, Lexicon, decode
 from models.asr.frontend import Cmvn, Frontend, FrontendOptions, read_am_mvn
 from models.asr.lm import TokenNgramLM
 from models.asr.tokens import TokenList
+from models.onnx_session import open_session
 from streaming.cif import DEFAULT_TAIL, DEFAULT_THRESHOLD
+from streaming.errors import ModelDirError, ModelRunError
 
 logger = logging.getLogger(__name__)
 
@@ -48,11 +50,7 @@ ONLINE_ADVICE = ("simulsub runs offline Paraformer exports and streams them itse
                  "model instead (" + REEXPORT)
 
 
-class ModelDirError(ValueError):
-    """A model directory is missing a file or has one in a format the runtime cannot read."""
-
-
-class AsrRunError(RuntimeError):
+class AsrRunError(ModelRunError):
     """onnxruntime refused an input of a loaded ASR graph (the message names the graph and the input size)."""
 
 
@@ -132,19 +130,6 @@ def read_config(model_dir: Path) -> dict[str, Any]:
     return data
 
 
-def _session(path: Path, threads: int, providers: list[str] | None) -> Any:
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=providers or ["CPUExecutionProvider"])
-    except Exception as e:  # onnxruntime raises its own Fail / InvalidProtobuf / NoSuchFile types
-        raise ModelDirError(f"onnxruntime cannot load {path}: {str(e).strip()[:300]}") from None
-
-
 def _io_names(session: Any) -> tuple[list[str], list[str]]:
     """Names of a session's required inputs (overridable initializers left out) and of its outputs, in order."""
     return [i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()]
@@ -167,7 +152,7 @@ def online_decoder(model_dir: Path, names: tuple[str, ...] = ONLINE_DECODERS) ->
         path = model_dir / name
         if path.is_file():
             try:
-                inputs, _ = _io_names(_session(path, 1, None))
+                inputs, _ = _io_names(open_session(path, device="cpu"))  # names only: no GPU
             except ModelDirError:  # unreadable: no evidence either way
                 continue
             caches = [n for n in inputs if n.startswith(CACHE_PREFIX)]
@@ -271,7 +256,8 @@ class ParaformerOnnx:
         decoding: DecodeOptions | None = None,
     ) -> None:
         """``decoding`` overrides the directory's ``simulsub.decoding`` settings (``DecodeOptions.greedy()``:
-        argmax, no LM or CTC)."""
+        argmax, no LM or CTC). ``providers``: onnxruntime execution providers in order; None =
+        :mod:`models.onnx_session`'s rule (CUDA first when available, then CPU)."""
         self.model_dir = Path(model_dir)
         if not self.model_dir.is_dir():
             raise ModelDirError(f"ASR model directory {self.model_dir} does not exist")
@@ -323,7 +309,7 @@ class ParaformerOnnx:
         if fallback:
             path = self.model_dir / other
         if path.is_file():
-            self.session = _session(path, threads, providers)
+            self.session = open_session(path, threads=threads, providers=providers)
             check_offline_graph(path, self.session, raw)  # refuses a FunASR online export: no warning before that
             if fallback:
                 logger.warning("%s has no %s; using %s", self.model_dir, wanted, other)
@@ -446,9 +432,9 @@ class ParaformerOnnx:
             files = self._streaming_files()
             assert files is not None
             enc_path, dec_path = self.model_dir / files[0], self.model_dir / files[1]
-            enc = _session(enc_path, self.threads, self._providers)
+            enc = open_session(enc_path, threads=self.threads, providers=self._providers)
             check_half(enc_path, enc, ENCODER_INPUTS, ENCODER_OUTPUTS)
-            dec = _session(dec_path, self.threads, self._providers)
+            dec = open_session(dec_path, threads=self.threads, providers=self._providers)
             check_half(dec_path, dec, DECODER_INPUTS, ("logits",))
             self._enc, self._dec = enc, dec
             self._enc_ctc = _output_index(self._enc, CTC_OUTPUT)

@@ -22,11 +22,12 @@ from typing import Any
 import torch
 
 from models.llm.tokens import add_control_tokens, tokenizer_from_spm
+from streaming.errors import ModelBuildError
 
 logger = logging.getLogger(__name__)
 
 
-class BaseModelError(ValueError):
+class BaseModelError(ModelBuildError):
     """The base model or the AR work directory cannot be used."""
 
 

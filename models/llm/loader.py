@@ -11,11 +11,12 @@ from pathlib import Path
 
 from models.llm.onnx_runtime import OnnxInterleavedLM, OnnxLmDirError, onnx_graph
 from models.llm.runtime import HfInterleavedLM, LlmModelDirError  # imports torch only when a model is built
+from streaming.errors import ModelDirError
 
 AnyInterleavedLM = OnnxInterleavedLM | HfInterleavedLM
 
 
-class LlmLoadError(ValueError):
+class LlmLoadError(ModelDirError):
     """The directory cannot be run as an interleaved LM; the message says why and what to do."""
 
 

@@ -20,14 +20,17 @@ import itertools
 import json
 import logging
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import Tensor, nn
 
+from models.export_registry import check_quantization, refuse_overwrite
 from models.llm.onnx_runtime import GRAPH_INFO, ONNX_FP32, ONNX_INT8, cache_shape
+from streaming.errors import ModelBuildError
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +39,7 @@ COPIED_FILES = ("config.json", "tokenizer.json", "tokenizer_config.json", "speci
                 "generation_config.json", "training.json", "README.md")
 
 
-class ExportError(ValueError):
+class ExportError(ModelBuildError):
     """The model cannot be exported to the cached-step ONNX graph."""
 
 
@@ -145,6 +148,30 @@ def export_dir(hf_dir: Path, out_dir: Path, *, keep_fp32: bool = False, check_id
     (out_dir / GRAPH_INFO).write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
     logger.info("exported %s → %s (%.1f MB int8): %s", hf_dir, out_dir, int8.stat().st_size / 1e6, report)
     return report
+
+
+@dataclass
+class LlmExporter:
+    """A Hugging Face decoder-only Marian directory → the ONNX cached-step directory (:func:`export_dir`).
+
+    ``quantization``: only ``"int8"`` (``model_quant.onnx``); ``keep_fp32`` keeps ``model.onnx`` too;
+    ``check_ids``: the tokens both graphs are checked on. ``model_quant.onnx`` marks an existing export.
+    """
+
+    hf_dir: Path
+    keep_fp32: bool = False
+    check_ids: list[int] | None = None
+
+    family: ClassVar[str] = "llm"
+    quantizations: ClassVar[tuple[str | None, ...]] = ("int8",)
+
+    def export(self, output_dir: Path | str, *, quantization: str | None = "int8", force: bool = False) -> Path:
+        """Write the ONNX directory ``output_dir`` (see :class:`models.export_registry.ModelExporter`)."""
+        check_quantization(self, quantization)
+        out = Path(output_dir)
+        refuse_overwrite(out / ONNX_INT8, force)
+        export_dir(self.hf_dir, out, keep_fp32=self.keep_fp32, check_ids=self.check_ids)
+        return out
 
 
 def run_in_pieces(path: Path, config: dict[str, Any], ids: list[int]) -> np.ndarray:

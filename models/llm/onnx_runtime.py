@@ -18,6 +18,8 @@ import numpy as np
 
 from models.llm.sequence import InterleavedSequence
 from models.llm.tokens import TokenizerError, control_ids
+from models.onnx_session import open_session
+from streaming.errors import ModelDirError
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +34,7 @@ def cache_shape(config: dict[str, Any], length: int) -> tuple[int, int, int, int
     return (int(config["decoder_layers"]), 2, heads, length, int(config["d_model"]) // heads)
 
 
-class OnnxLmDirError(ValueError):
+class OnnxLmDirError(ModelDirError):
     """A directory does not hold a usable ONNX interleaved LM."""
 
 
@@ -87,10 +89,6 @@ class _Loaded:
     """Session, tokenizer and prompt caches shared by every fork."""
 
     def __init__(self, model_dir: Path, device: str, threads: int, graph_name: str | None) -> None:
-        import onnxruntime as ort
-
-        from app.devices import onnx_providers
-
         graph = model_dir / graph_name if graph_name else onnx_graph(model_dir)
         if graph is not None and not graph.is_file():
             graph = None
@@ -104,13 +102,10 @@ class _Loaded:
             self.control = control_ids(self.tokenizer)
         except TokenizerError as e:
             raise OnnxLmDirError(f"{model_dir}: {e}") from None
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(graph), opts, providers=onnx_providers(device))
-        except Exception as e:  # onnxruntime raises its own exception types for unreadable graphs
-            raise OnnxLmDirError(f"cannot load {graph}: {e}") from None
+            self.session = open_session(graph, threads=threads, device=device)  # device: cpu | cuda | auto
+        except ModelDirError as e:
+            raise OnnxLmDirError(str(e)) from None
         self.graph = graph
         self.max_positions = int(self.config.get("max_position_embeddings") or 512)
         self.empty = np.zeros(cache_shape(self.config, 0), dtype=np.float32)

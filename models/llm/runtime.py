@@ -22,11 +22,12 @@ import numpy as np
 
 from models.llm.sequence import InterleavedSequence
 from models.llm.tokens import TokenizerError, control_ids
+from streaming.errors import ModelDirError
 
 logger = logging.getLogger(__name__)
 
 
-class LlmModelDirError(ValueError):
+class LlmModelDirError(ModelDirError):
     """A directory is not a usable interleaved-translation causal LM."""
 
 

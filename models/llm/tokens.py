@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from models.llm.interleave import instruction
+from streaming.errors import ModelDirError
 from streaming.policies.llm import ControlIds
 
 EOR = "<|end-of-read|>"
@@ -22,7 +23,7 @@ EOW = "<|end-of-write|>"
 PAD = "<pad>"
 
 
-class TokenizerError(ValueError):
+class TokenizerError(ModelDirError):
     """A tokenizer lacks the control tokens or cannot be built."""
 
 

@@ -12,11 +12,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from streaming.errors import ModelBuildError
+
 TRANSLATION_TYPES = ("marian", "m2m_100")  # config.json model_type (NLLB is an m2m_100 with its own tokenizer)
 SHARED_SPM = ("sentencepiece.bpe.model", "spm.model", "sentencepiece.model")
 
 
-class ConversionError(ValueError):
+class ConversionError(ModelBuildError):
     """The directory is not a Hugging Face translation model we can convert."""
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from models.marian.runtime import CT2Translator, DecodeOptions
+from streaming.errors import WorkDirError
 from streaming.policies.reta import strip_sentence_end
 
 logger = logging.getLogger(__name__)
@@ -84,7 +85,7 @@ def distill(teacher_dir: Path, sources: list[str], out_dir: Path, opts: DistillO
     out = out_dir / "distill.jsonl"
     done = _count_lines(out)
     if done % opts.shard_size and done != len(sources):
-        raise SystemExit(f"{out} ends mid-shard ({done} lines): delete it to start over")
+        raise WorkDirError(f"{out} ends mid-shard ({done} lines): delete it to start over")
     translator = CT2Translator(teacher_dir, intra_threads=1, inter_threads=opts.threads)
     with open(out, "a", encoding="utf-8") as f:
         starts = range(done, len(sources), opts.shard_size)

@@ -6,13 +6,14 @@ import json
 import logging
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from transformers import MarianConfig, MarianMTModel
 
+from models.export_registry import check_quantization, refuse_overwrite
 from models.text.spm import write_marian_tokenizer_files
 
 logger = logging.getLogger(__name__)
@@ -126,6 +127,30 @@ def convert_to_ct2(
     if card_text is not None:
         card.write_text(card_text, encoding="utf-8")
     return out_dir
+
+
+@dataclass
+class MarianExporter:
+    """A Marian model and its SentencePiece model → a CTranslate2 directory (:func:`convert_to_ct2`).
+
+    ``quantization``: CTranslate2's weight type (``None`` keeps float32); ``metadata`` goes into
+    ``simulsub.json``. ``model.bin`` marks an existing export.
+    """
+
+    model: MarianMTModel
+    spm_model: Path
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    family: ClassVar[str] = "marian"
+    quantizations: ClassVar[tuple[str | None, ...]] = (
+        "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16", "float32", None)
+
+    def export(self, output_dir: Path | str, *, quantization: str | None = "int8", force: bool = False) -> Path:
+        """Write the CTranslate2 directory ``output_dir`` (see :class:`models.export_registry.ModelExporter`)."""
+        check_quantization(self, quantization)
+        out = Path(output_dir)
+        refuse_overwrite(out / "model.bin", force)
+        return convert_to_ct2(self.model, self.spm_model, out, quantization=quantization, metadata=self.metadata)
 
 
 def arch_to_json(arch: MarianArch) -> dict[str, Any]:

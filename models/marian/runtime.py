@@ -19,6 +19,8 @@ from pathlib import Path
 import ctranslate2
 import sentencepiece as spm
 
+from streaming.errors import LanguageError, ModelDirError, SourceTooLongError
+
 logger = logging.getLogger(__name__)
 
 EOS = "</s>"
@@ -40,18 +42,6 @@ ISO_TO_NLLB = {
     "vi": "vie_Latn", "zh": "zho_Hans",
 }
 NLLB_TO_ISO = {code.split("_")[0]: iso for iso, code in ISO_TO_NLLB.items()}
-
-
-class ModelDirError(ValueError):
-    """A model directory is missing files or is not a CTranslate2 translation model."""
-
-
-class SourceTooLongError(ValueError):
-    """A sentence has more subword tokens than the model accepts."""
-
-
-class LanguageError(ValueError):
-    """A requested language has no language token in a multilingual model's vocabulary."""
 
 
 @dataclass(frozen=True)

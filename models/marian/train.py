@@ -25,6 +25,7 @@ from models.marian.runtime import CT2Translator, DecodeOptions
 from models.text.data import load_split, multi30k_dir
 from models.text.spm import train_joint_spm
 from models.training import guard_options, inverse_sqrt_lr
+from streaming.errors import WorkDirError
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +177,7 @@ def finalize(work_dir: Path, out_dir: Path, *, average_last: int = 5, quantizati
     """Average the last ``average_last`` epoch checkpoints and write the CTranslate2 model directory."""
     ckpts = _checkpoints(work_dir)[-average_last:]
     if not ckpts:
-        raise SystemExit(f"no epoch checkpoints in {work_dir}: run training first")
+        raise WorkDirError(f"no epoch checkpoints in {work_dir}: run training first")
     arch = MarianArch(**json.loads((work_dir / "arch.json").read_text()))
     model = build_model(arch)
     model.load_state_dict(average_state_dicts(ckpts))

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from models.export_registry import check_quantization
 from models.nat.model import ModelConfig, NATModel
 from models.nat.shortlist import FILE_NAME as SHORTLIST_FILE
 from models.nat.shortlist import Shortlist
@@ -132,6 +133,29 @@ def convert(
     config["refinements"] = refinements
     (out / "config.json").write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
     return out
+
+
+@dataclass
+class NatExporter:
+    """A NAT and its SentencePiece model → the runtime directory (:func:`convert`).
+
+    ``quantization``: ``None`` writes ``model.onnx`` (fp32); ``"int8"`` adds ``model_int8.onnx``. ``shortlist``
+    and ``refinements`` as in :func:`convert`.
+    """
+
+    model: NATModel
+    spm_model: Path | str
+    shortlist: Shortlist | None = None
+    refinements: int = 0
+
+    family: ClassVar[str] = "nat"
+    quantizations: ClassVar[tuple[str | None, ...]] = (None, "int8")
+
+    def export(self, output_dir: Path | str, *, quantization: str | None = "int8", force: bool = False) -> Path:
+        """Write the runtime directory ``output_dir`` (see :class:`models.export_registry.ModelExporter`)."""
+        check_quantization(self, quantization)
+        return convert(self.model, self.spm_model, output_dir, quantization=quantization, force=force,
+                       shortlist=self.shortlist, refinements=self.refinements)
 
 
 def load_checkpoint(path: Path | str) -> NATModel:

@@ -30,11 +30,12 @@ from torch import Tensor
 
 from models.marian.export import average_state_dicts
 from models.nat.model import ModelConfig, NATModel
+from streaming.errors import ModelBuildError
 
 logger = logging.getLogger(__name__)
 
 
-class ArInitError(ValueError):
+class ArInitError(ModelBuildError):
     """The AR checkpoint cannot initialise this NAT (missing, or a different size)."""
 
 

@@ -15,22 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import sentencepiece as spm
 
-from models.marian.runtime import SourceTooLongError
 from models.nat.shortlist import FILE_NAME as SHORTLIST_FILE
 from models.nat.shortlist import Shortlist
+from models.onnx_session import open_session
+from streaming.errors import ModelDirError, SourceTooLongError
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["ModelDirError", "NatTranslator", "SourceTooLongError", "ctc_collapse_np"]
 
 EOS_ID = 1
-
-
-class ModelDirError(ValueError):
-    """A directory is missing files or is not a simulsub NAT model directory."""
 
 
 def ctc_collapse_np(tokens: np.ndarray, blank: int) -> np.ndarray:
@@ -61,7 +57,8 @@ class NatTranslator:
         ``use_shortlist``: score only each source's shortlist when the directory has ``shortlist.npz``
         (False, or no file: all pieces).
 
-        ``providers``: onnxruntime execution providers in order; None = CUDA first when available, then CPU.
+        ``providers``: onnxruntime execution providers in order; None = CUDA first when available, then CPU
+        (:mod:`models.onnx_session`'s rule).
         """
         self.model_dir = Path(model_dir)
         onnx_name = "model_int8.onnx" if quantized else "model.onnx"
@@ -87,17 +84,7 @@ class NatTranslator:
             raise ModelDirError(
                 f"source.spm has {self.sp.get_piece_size()} pieces but config.json says {self.vocab_size}"
             )
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
-        try:
-            self.session = ort.InferenceSession(str(self.model_dir / onnx_name), opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own exception types for invalid graphs
-            raise ModelDirError(f"cannot load {self.model_dir / onnx_name}: {e}") from e
+        self.session = open_session(self.model_dir / onnx_name, threads=threads, providers=providers)
         names = [i.name for i in self.session.get_inputs()]
         if names != ["src_ids", "vocab_ids"]:
             raise ModelDirError(f"{self.model_dir / onnx_name} takes inputs {names}, expected ['src_ids', "

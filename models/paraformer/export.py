@@ -17,8 +17,9 @@ Written files:
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import yaml
@@ -27,6 +28,7 @@ from torch import Tensor, nn
 from models.asr.decoding import DecodeOptions
 from models.asr.frontend import Cmvn, FrontendOptions, write_am_mvn
 from models.asr.tokens import SPM_SPACE, TokenList
+from models.export_registry import check_quantization, refuse_overwrite
 from models.paraformer.model import Paraformer, lengths_to_mask
 
 logger = logging.getLogger(__name__)
@@ -190,3 +192,30 @@ def export_directory(model: Paraformer, out_dir: Path, *, frontend: FrontendOpti
         (out_dir / "tokens.model").write_bytes(spm_model.read_bytes())
     logger.info("exported Paraformer to %s", out_dir)
     return out_dir
+
+
+@dataclass
+class ParaformerExporter:
+    """A Paraformer with its frontend, CMVN and tokens → the FunASR-layout directory (:func:`export_directory`).
+
+    ``quantization``: ``None`` writes the fp32 graphs; ``"int8"`` adds their ``*_quant.onnx`` versions.
+    ``config.yaml`` marks an existing export.
+    """
+
+    model: Paraformer
+    tokens: TokenList
+    cmvn: Cmvn
+    frontend: FrontendOptions = field(default_factory=FrontendOptions)
+    spm_model: Path | None = None
+    extra: dict[str, Any] | None = None
+
+    family: ClassVar[str] = "paraformer"
+    quantizations: ClassVar[tuple[str | None, ...]] = (None, "int8")
+
+    def export(self, output_dir: Path | str, *, quantization: str | None = "int8", force: bool = False) -> Path:
+        """Write the model directory ``output_dir`` (see :class:`models.export_registry.ModelExporter`)."""
+        check_quantization(self, quantization)
+        out = Path(output_dir)
+        refuse_overwrite(out / "config.yaml", force)
+        return export_directory(self.model, out, frontend=self.frontend, cmvn=self.cmvn, tokens=self.tokens,
+                                spm_model=self.spm_model, quantized=quantization == "int8", extra=self.extra)

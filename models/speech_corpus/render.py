@@ -20,9 +20,10 @@ import soundfile as sf
 
 from models.asr.audio import SAMPLE_RATE, to_mono_16k
 from models.speech_corpus.voices import VoiceSpec
+from streaming.errors import ModelRunError
 
 
-class RenderError(RuntimeError):
+class RenderError(ModelRunError):
     """A TTS engine failed or produced no audio."""
 
 

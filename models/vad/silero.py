@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from models.onnx_session import open_session
+from streaming.errors import ModelDirError
 from streaming.types import SAMPLE_RATE
 
 FRAME_SAMPLES = 512
@@ -21,7 +23,7 @@ CONTEXT_SAMPLES = 64
 FRAME_MS = FRAME_SAMPLES * 1000 // SAMPLE_RATE
 
 
-class VadModelError(RuntimeError):
+class VadModelError(ModelDirError, RuntimeError):
     """The silero-vad ONNX model cannot be found or loaded."""
 
 
@@ -42,16 +44,13 @@ class SileroVad:
     frame_samples = FRAME_SAMPLES
 
     def __init__(self, model_path: Path | str | None = None, *, threads: int = 1) -> None:
-        import onnxruntime as ort
-
+        """Load ``model_path`` (None: the ``silero-vad`` wheel's file); :class:`VadModelError` when it cannot be."""
         path = Path(model_path) if model_path else default_model_path()
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        except Exception as e:  # onnxruntime raises several types for unreadable files
-            raise VadModelError(f"cannot load silero-vad model {path}: {e}") from None
+            # always the CPU: one 32 ms frame per call, a GPU round trip would cost more than the model computes
+            self.session = open_session(path, threads=threads, device="cpu")
+        except ModelDirError as e:
+            raise VadModelError(f"silero-vad model: {e}") from None
         self._sr = np.array(SAMPLE_RATE, dtype=np.int64)
         self.reset()
 

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
+from models.export_registry import check_quantization
 from models.waitk.model import EOS_ID, WaitkConfig, WaitkModel
 
 logger = logging.getLogger(__name__)
@@ -93,3 +94,23 @@ def convert(model: WaitkModel, spm_path: Path | str, output_dir: Path | str, *, 
     (out / "config.json").write_text(json.dumps(config_dict(cfg), indent=2) + "\n", encoding="utf-8")
     logger.info("wrote %s", out)
     return out
+
+
+@dataclass
+class WaitkExporter:
+    """A wait-k model and its SentencePiece model → the runtime directory (:func:`convert`).
+
+    ``quantization``: ``None`` writes ``encoder.onnx`` / ``decoder.onnx`` (fp32); ``"int8"`` adds their
+    ``*_int8.onnx`` versions.
+    """
+
+    model: WaitkModel
+    spm_model: Path | str
+
+    family: ClassVar[str] = "waitk"
+    quantizations: ClassVar[tuple[str | None, ...]] = (None, "int8")
+
+    def export(self, output_dir: Path | str, *, quantization: str | None = "int8", force: bool = False) -> Path:
+        """Write the runtime directory ``output_dir`` (see :class:`models.export_registry.ModelExporter`)."""
+        check_quantization(self, quantization)
+        return convert(self.model, self.spm_model, output_dir, quantization=quantization, force=force)

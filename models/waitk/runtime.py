@@ -13,17 +13,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import sentencepiece as spm
 
-from models.marian.runtime import SourceTooLongError
+from models.onnx_session import open_session
+from streaming.errors import ModelDirError, SourceTooLongError
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "simulsub-waitk"
 
 
-class WaitkModelDirError(ValueError):
+class WaitkModelDirError(ModelDirError):
     """A directory is not a simulsub wait-k model directory."""
 
 
@@ -50,6 +50,11 @@ class WaitkOnnx:
 
     def __init__(self, model_dir: Path | str, *, quantized: bool = True, threads: int = 1,
                  providers: list[str] | None = None) -> None:
+        """Load ``model_dir`` (``encoder[_int8].onnx``, ``decoder[_int8].onnx``, ``source.spm``, ``config.json``).
+
+        ``providers``: onnxruntime execution providers in order; None = :mod:`models.onnx_session`'s rule (CUDA
+        first when available, then CPU). Raises :class:`WaitkModelDirError` for a missing or unloadable file.
+        """
         self.model_dir = Path(model_dir)
         suffix = "_int8" if quantized else ""
         need = (f"encoder{suffix}.onnx", f"decoder{suffix}.onnx", "source.spm", "config.json")
@@ -72,18 +77,11 @@ class WaitkOnnx:
         pieces = [self.sp.id_to_piece(i) for i in range(self.vocab_size - 1)]
         self.word_start = np.array([p.startswith("\u2581") for p in pieces] + [False], dtype=bool)
         self.sentence_end = sentence_end_mask(pieces)
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = threads
-        opts.inter_op_num_threads = 1
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        if providers is None:
-            available = ort.get_available_providers()
-            providers = [p for p in ("CUDAExecutionProvider", "CPUExecutionProvider") if p in available]
         try:
-            self.encoder = ort.InferenceSession(str(self.model_dir / need[0]), opts, providers=providers)
-            self.decoder = ort.InferenceSession(str(self.model_dir / need[1]), opts, providers=providers)
-        except Exception as e:  # onnxruntime raises its own exception types
-            raise WaitkModelDirError(f"cannot load {self.model_dir}: {e}") from e
+            self.encoder = open_session(self.model_dir / need[0], threads=threads, providers=providers)
+            self.decoder = open_session(self.model_dir / need[1], threads=threads, providers=providers)
+        except ModelDirError as e:
+            raise WaitkModelDirError(str(e)) from None
         self.reset()
 
     def fork(self) -> WaitkOnnx:

@@ -9,13 +9,15 @@ model card ``README.md``. No offline graph: offline decoding runs the two halves
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import yaml
 
 from models.asr.frontend import FrontendOptions
+from models.export_registry import check_quantization, refuse_overwrite
 from models.paraformer.export import export_onnx, write_config
 from models.paraformer.model import Paraformer
 from models.paraformer.tokenizer import AsrTokenizer
@@ -51,6 +53,33 @@ def export_directory(model: Paraformer, out_dir: Path, *, spm_model: Path, stack
             (out_dir / name).unlink(missing_ok=True)
     logger.info("exported Whisper-Paraformer to %s", out_dir)
     return out_dir
+
+
+@dataclass
+class WParaformerExporter:
+    """A Whisper-Paraformer head → its model directory (:func:`export_directory`).
+
+    ``quantization``: only ``"int8"`` (the ``*_quant.onnx`` graphs are always written); ``int8_only`` leaves the
+    float graphs out, as in the bundled copy. ``config.yaml`` marks an existing export.
+    """
+
+    model: Paraformer
+    spm_model: Path
+    stack: int
+    int8_only: bool = False
+    training: dict[str, Any] | None = None
+    decoding: dict[str, Any] | None = None
+
+    family: ClassVar[str] = "wparaformer"
+    quantizations: ClassVar[tuple[str | None, ...]] = ("int8",)
+
+    def export(self, output_dir: Path | str, *, quantization: str | None = "int8", force: bool = False) -> Path:
+        """Write the model directory ``output_dir`` (see :class:`models.export_registry.ModelExporter`)."""
+        check_quantization(self, quantization)
+        out = Path(output_dir)
+        refuse_overwrite(out / "config.yaml", force)
+        return export_directory(self.model, out, spm_model=self.spm_model, stack=self.stack,
+                                int8_only=self.int8_only, training=self.training, decoding=self.decoding)
 
 
 def fold_frame_stats(model: Paraformer, mean: np.ndarray, std: np.ndarray, stack: int) -> Paraformer:

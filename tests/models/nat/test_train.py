@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from streaming.errors import WorkDirError
+
 pytest.importorskip("torch")
 
 
@@ -52,5 +54,5 @@ def test_pairs_training_resume_and_export(tmp_path: Path) -> None:
     tr = NatTranslator(out)
     assert isinstance(tr.translate_sentence("A man in a blue shirt."), str)
     opts.upsample = 2
-    with pytest.raises(SystemExit, match="upsample"):
+    with pytest.raises(WorkDirError, match="upsample"):
         train(opts)

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from streaming.errors import WorkDirError
+
 pytest.importorskip("torch")
 
 
@@ -51,5 +53,5 @@ def test_examples_training_resume_and_export(tmp_path: Path) -> None:
         policy.update(SourceState(words[:i], float(i), finished=i == 3))
     assert policy.finish().final
     opts.k_max = 5
-    with pytest.raises(SystemExit, match="k_max"):
+    with pytest.raises(WorkDirError, match="k_max"):
         train(opts)
