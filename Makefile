@@ -36,7 +36,7 @@ demo: setup
 
 lint: setup
 	$(VENV)/bin/ruff check .
-	$(VENV)/bin/mypy app streaming models web benchmarks
+	$(VENV)/bin/mypy app streaming models web benchmarks tools
 
 test: lint
 	@$(PY) -m pytest; rc=$$?; if [ $$rc -eq 5 ]; then echo "pytest collected no tests: that is a failure" >&2; exit 1; fi; exit $$rc

@@ -63,7 +63,7 @@ def resolve_asr(profile: str = "default", model_dir: str | Path | None = None) -
             raise UserError(f"cannot load ASR model: {path} does not exist (pass --asr-model DIR: a "
                             "Whisper-Paraformer, Paraformer/FunASR or CTranslate2 Whisper directory, or the name "
                             f"of an installed model){missing_model_hint(given) if str(given) in CATALOG else ''}")
-        from models.wparaformer.runtime import is_whisper_paraformer_dir
+        from models.asr.wparaformer.runtime import is_whisper_paraformer_dir
 
         if is_whisper_paraformer_dir(path):
             return AsrChoice("whisper-paraformer", path, profile)
@@ -114,11 +114,11 @@ class AsrEngine:
         """A new streaming recogniser (one segment at a time); the AR comparator re-decodes every
         ``chunk_ms + lookahead_ms`` (it has no look-ahead of its own)."""
         if self.kind == "whisper-ar":
-            from models.wparaformer.whisper_ar import LocalAgreementOptions, LocalAgreementRecognizer
+            from models.asr.wparaformer.whisper_ar import LocalAgreementOptions, LocalAgreementRecognizer
 
             return LocalAgreementRecognizer(self.model, LocalAgreementOptions(chunk_ms=chunk_ms + lookahead_ms))
         if self.kind == "whisper-paraformer":
-            from models.wparaformer.streaming import WhisperStreamingRecognizer, whisper_streaming_options
+            from models.asr.wparaformer.streaming import WhisperStreamingRecognizer, whisper_streaming_options
 
             return WhisperStreamingRecognizer(self.model, whisper_streaming_options(chunk_ms, lookahead_ms,
                                                                                     two_pass=two_pass))
@@ -133,17 +133,17 @@ def load_asr_engine(choice: AsrChoice, *, threads: int = 1, device: str = "cpu",
     """Load ``choice``; every loading error becomes a :class:`UserError` that says what to do."""
     from app.devices import onnx_providers
     from models.asr.runtime import ModelDirError
-    from models.wparaformer.package import WhisperModelError
+    from models.asr.wparaformer.package import WhisperModelError
 
     # int8 weights on the CPU; on a GPU the fp32 graphs (CUDA has no fast int8 MatMulInteger)
     quantized = quantized and device == "cpu"
     try:
         if choice.kind == "whisper-ar":
-            from models.wparaformer.whisper_ar import WhisperAr
+            from models.asr.wparaformer.whisper_ar import WhisperAr
 
             return AsrEngine(choice, WhisperAr(choice.model_dir, device=device, threads=threads, beam=beam))
         if choice.kind == "whisper-paraformer":
-            from models.wparaformer.runtime import WhisperParaformer
+            from models.asr.wparaformer.runtime import WhisperParaformer
 
             assert choice.model_dir is not None
             return AsrEngine(choice, WhisperParaformer(choice.model_dir, quantized=quantized, threads=threads,

@@ -114,7 +114,7 @@ def detect_format(path: Path) -> tuple[str, str]:
     if kind == "whisper" and has_weights:
         return "hf-whisper", "asr"
     if (path / "config.yaml").is_file():
-        from models.wparaformer.runtime import is_whisper_paraformer_dir
+        from models.asr.wparaformer.runtime import is_whisper_paraformer_dir
 
         return ("whisper-paraformer" if is_whisper_paraformer_dir(path) else "paraformer-onnx"), "asr"
     from models.llm.runtime import is_llm_dir

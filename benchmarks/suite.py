@@ -149,7 +149,7 @@ def run_asr(speech: Any, opts: BenchOptions) -> dict[str, float]:
     import soundfile as sf
 
     from app.speech_session import SpeechConfig, load_asr
-    from models.paraformer.tokenizer import normalize_transcript
+    from models.asr.paraformer.tokenizer import normalize_transcript
     from streaming.metrics.quality import word_error_rate
 
     asr = load_asr(SpeechConfig(threads=opts.threads, device=opts.device))

@@ -159,11 +159,11 @@ for _spec in (
     ExporterSpec("waitk", "wait-k → ONNX encoder/decoder step graphs fp32 (+ int8)",
                  "models.waitk.export:WaitkExporter", "models.exports:check_waitk"),
     ExporterSpec("paraformer", "Paraformer ASR → FunASR ONNX directory fp32 (+ int8) with streaming halves",
-                 "models.paraformer.export:ParaformerExporter", "models.exports:check_paraformer"),
+                 "models.asr.paraformer.export:ParaformerExporter", "models.exports:check_paraformer"),
     ExporterSpec("llm", "decoder-only Marian LM → ONNX cached-step graph int8 (+ fp32)",
                  "models.llm.onnx_export:LlmExporter", "models.exports:check_llm"),
     ExporterSpec("wparaformer", "Whisper-Paraformer head → ONNX streaming halves int8 (+ fp32); "
                  "simulsub train whisper-paraformer --export writes it",
-                 "models.wparaformer.export:WParaformerExporter"),
+                 "models.asr.wparaformer.export:WParaformerExporter"),
 ):
     register_exporter(_spec)

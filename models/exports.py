@@ -189,9 +189,9 @@ def export_paraformer(model: Any, tokens: Any, cmvn: Any, out: Path, wavs: list[
 
     from models.asr.decoding import DecodeOptions
     from models.asr.frontend import FrontendOptions
+    from models.asr.paraformer.export import ParaformerExporter
+    from models.asr.paraformer.train import write_model_card
     from models.asr.runtime import ParaformerOnnx
-    from models.paraformer.export import ParaformerExporter
-    from models.paraformer.train import write_model_card
 
     base = ParaformerExporter(model.eval(), tokens, cmvn, FrontendOptions(), spm_model=spm_model).export(
         out / "paraformer-en", quantization="int8", force=True)
@@ -317,8 +317,8 @@ def check_paraformer(opts: ExportOptions) -> list[ExportCheck]:
 
     from models.asr.audio import load_audio
     from models.asr.frontend import Cmvn
-    from models.paraformer.tokenizer import AsrTokenizer
-    from models.paraformer.train import average_checkpoints
+    from models.asr.paraformer.tokenizer import AsrTokenizer
+    from models.asr.paraformer.train import average_checkpoints
 
     _sources(opts)  # checked first, as for every family: the audio is looked for beside the text data
     work = opts.work_root / "paraformer"

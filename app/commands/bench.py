@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,17 +23,30 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from benchmarks.suite import BenchOptions, run_bench
+def _import_suite() -> Any:
+    """``benchmarks.suite`` from the source checkout: ``benchmarks/`` lives beside the code and is not installed."""
+    try:
+        import benchmarks.suite as suite
+    except ModuleNotFoundError:
+        root = Path(__file__).resolve().parents[2]
+        if not (root / "benchmarks" / "suite.py").is_file():
+            raise UserError("simulsub bench runs from a source checkout (benchmarks/ is not installed with the "
+                            "package): clone the repository and run `make setup` there") from None
+        sys.path.insert(0, str(root))
+        import benchmarks.suite as suite
+    return suite
 
+
+def run(args: argparse.Namespace) -> int:
+    suite = _import_suite()
     if args.threads < 1 or args.text_limit < 0 or args.speech_limit < 0:
         raise UserError("--threads must be >= 1 and the limits >= 0")
-    opts = BenchOptions(quick=args.quick, threads=args.threads, device=resolve_device(args.compute_device),
-                        text_limit=args.text_limit, speech_limit=args.speech_limit)
+    opts = suite.BenchOptions(quick=args.quick, threads=args.threads, device=resolve_device(args.compute_device),
+                              text_limit=args.text_limit, speech_limit=args.speech_limit)
     if args.out:
         opts.out = Path(args.out)
         opts.results_dir = opts.out.parent / f"{opts.out.stem}-results"
-    result = run_bench(opts)
+    result = suite.run_bench(opts)
     print(opts.out.read_text(encoding="utf-8"))
     if result["notes"]:
         print("\n".join(f"note: {n}" for n in result["notes"]))

@@ -33,7 +33,7 @@ def add_family(fam: Any) -> None:
                         "last.pt is kept as last-e<E>d<D>.pt")
     p.add_argument("--init-weights", metavar="FILE",
                    help="start a new run from these weights (an epochNN.pt, or the output of "
-                        "`python -m models.paraformer.train_device`); --work-dir must already hold the tokens.model "
+                        "`python -m tools.train_device`); --work-dir must already hold the tokens.model "
                         "and cmvn.npz they were trained with")
     p.add_argument("--ffn-dim", type=int, default=768, help="feed-forward width (default 768)")
     p.add_argument("--heads", type=int, default=4, help="attention heads (default 4)")
@@ -78,7 +78,7 @@ def add_family(fam: Any) -> None:
 
 
 def run_paraformer(args: argparse.Namespace) -> int:
-    mod = training_module("models.paraformer.train")
+    mod = training_module("models.asr.paraformer.train")
     ParaformerTrainOptions, finalize, train = mod.ParaformerTrainOptions, mod.finalize, mod.train
     opts = ParaformerTrainOptions(
         work_dir=Path(args.work_dir), epochs=args.epochs, copies=args.copies, limit=args.limit,

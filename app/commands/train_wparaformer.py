@@ -43,7 +43,7 @@ def add_family(fam: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    train_mod = training_module("models.wparaformer.train")
+    train_mod = training_module("models.asr.wparaformer.train")
     opts = train_mod.WParaformerTrainOptions(
         work_dir=Path(args.work_dir), multi30k=Path(args.data_dir),
         exclude=tuple(Path(p) for p in (args.exclude or ["../shared/data/speech/human-en.tsv"])),
@@ -57,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.export_only:
             train_mod.train(opts)
         if args.export:
-            from models.wparaformer.export import export_trained
+            from models.asr.wparaformer.export import export_trained
 
             out = export_trained(opts.work_dir, Path(args.export), average=args.average, stack=opts.stack)
             print(f"exported {out}")

@@ -191,8 +191,8 @@ def build_for_model(text_file: Path, model_dir: Path, *, order: int = 6, out: Pa
     import sentencepiece as spm
     from tqdm import tqdm
 
+    from models.asr.paraformer.tokenizer import normalize_transcript
     from models.asr.tokens import TokenList
-    from models.paraformer.tokenizer import normalize_transcript
 
     spm_file = model_dir / "tokens.model"
     if not spm_file.is_file():

@@ -9,7 +9,7 @@ A model directory holds ``model.onnx`` (and optionally ``model_quant.onnx``), ``
 Our exports also carry the two halves used for streaming (``config.yaml`` → ``simulsub.streaming``):
 an encoder ``speech, speech_lengths → enc, enc_len, alphas`` and a decoder
 ``enc, enc_len, acoustic_embeds, acoustic_embeds_len → logits``; CIF runs between them in numpy
-(:mod:`streaming.cif`), so its state can be carried from one chunk to the next.
+(:mod:`models.asr.cif`), so its state can be carried from one chunk to the next.
 
 Every graph's signature is checked when it is loaded (names only, no inference): a graph whose required inputs
 the runtime cannot feed is refused with a :class:`ModelDirError`. FunASR's *online* (streaming) export — an encoder
@@ -28,12 +28,12 @@ from typing import Any
 import numpy as np
 import yaml
 
+from models.asr.cif import DEFAULT_TAIL, DEFAULT_THRESHOLD
 from models.asr.decoding import DecodeOptions, Lexicon, decode
 from models.asr.frontend import Cmvn, Frontend, FrontendOptions, read_am_mvn
 from models.asr.lm import TokenNgramLM
 from models.asr.tokens import TokenList
 from models.onnx_session import open_session
-from streaming.cif import DEFAULT_TAIL, DEFAULT_THRESHOLD
 from streaming.errors import ModelDirError, ModelRunError
 
 logger = logging.getLogger(__name__)
@@ -378,7 +378,7 @@ class ParaformerOnnx:
 
     def _recognize_with_halves(self, feats: np.ndarray, *, partial: bool) -> Recognition:
         """Offline decoding through the streaming encoder (one window), numpy CIF with the tail, and the decoder."""
-        from streaming.cif import cif_offline
+        from models.asr.cif import cif_offline
 
         enc, alphas, ctc = self.encode(feats)
         fired = cif_offline(alphas, enc, tail=self.config.tail, threshold=self.config.threshold)

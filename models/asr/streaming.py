@@ -3,7 +3,7 @@
 Audio (16 kHz float) arrives in pieces of any size. Features are computed incrementally; every time
 ``chunk_ms`` of new LFR frames plus ``lookahead_ms`` of right context are available, the encoder runs on
 ``[left context | chunk | look-ahead]`` and keeps the outputs and CIF weights (alphas) of the chunk frames
-only. CIF (:mod:`streaming.cif`) integrates those alphas starting from the leftover weight and partial
+only. CIF (:mod:`models.asr.cif`) integrates those alphas starting from the leftover weight and partial
 embedding of the previous chunk. The parallel decoder then re-decodes all tokens fired so far against the
 encoder memory so far: that partial hypothesis may revise earlier words. ``finish`` returns the final hypothesis of
 the segment, then resets for the next one. By default the final is a second pass: the offline graph decodes the
@@ -22,9 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from models.asr.cif import CifState, cif_finish, cif_step
 from models.asr.frontend import StreamingFrontend
 from models.asr.runtime import ParaformerOnnx, Recognition
-from streaming.cif import CifState, cif_finish, cif_step
 
 
 @dataclass(frozen=True)

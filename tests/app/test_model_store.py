@@ -147,7 +147,7 @@ def test_import_converts_m2m100_and_languages_are_chosen_on_the_command_line(
 
 def test_import_refuses_what_we_cannot_run(store: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("onnx")
-    from tests.asr.test_funasr_online import make_online_dir
+    from tests.models.asr.test_funasr_online import make_online_dir
 
     online = make_online_dir(tmp_path / "online")
     code, _, err = cli(["models", "import", str(online)], capsys)
@@ -197,7 +197,7 @@ def test_whisper_directories_import_as_ct2_whisper(store: Path, tmp_path: Path,
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     from app.asr import resolve_asr
-    from models.wparaformer.package import whisper_base_dir
+    from models.asr.wparaformer.package import whisper_base_dir
 
     base = whisper_base_dir()  # the CTranslate2 Whisper-base that make setup installs
     hf = tmp_path / "hf-whisper"

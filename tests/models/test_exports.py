@@ -79,7 +79,7 @@ def test_paraformer_export_reproduces_pytorch(tmp_path: Path) -> None:
     from models.asr.frontend import Cmvn
     from models.asr.tokens import TokenList
     from models.exports import export_paraformer
-    from tests.asr.conftest import TINY_TOKENS, chirp, tiny_model
+    from tests.conftest import TINY_TOKENS, chirp, tiny_model
 
     rng = np.random.default_rng(0)
     cmvn = Cmvn.from_stats(rng.uniform(5, 10, 560).astype(np.float32), rng.uniform(2, 4, 560).astype(np.float32))

@@ -78,6 +78,7 @@ def test_existing_names_keep_their_bases() -> None:
     from app.server.protocol import ProtocolError
     from models.asr.audio import AudioError as AsrAudioError
     from models.asr.runtime import AsrRunError
+    from models.asr.wparaformer.package import WhisperModelError
     from models.llm.loader import LlmLoadError
     from models.llm.onnx_runtime import OnnxLmDirError
     from models.marian.convert import ConversionError
@@ -85,7 +86,6 @@ def test_existing_names_keep_their_bases() -> None:
     from models.marian.runtime import SourceTooLongError as MarianTooLong
     from models.vad.silero import VadModelError
     from models.waitk.runtime import WaitkModelDirError
-    from models.wparaformer.package import WhisperModelError
     from streaming.instance import LogFormatError
     from streaming.policies.llm import SequenceTooLongError
 

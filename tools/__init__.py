@@ -1,0 +1,1 @@
+"""Lab tooling, not installed with the package: GPU training runs (`train_device.py`, `gpu_lease.sh`)."""
