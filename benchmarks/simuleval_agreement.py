@@ -142,8 +142,9 @@ def main(argv: list[str] | None = None) -> int:
              "| log | instances | " + " | ".join(METRICS) + " | largest gap |",
              "|---|---:|" + "---:|" * len(METRICS) + "---:|"]
     for r in rows:
-        lines.append(f"| {r['log']} | {r['instances']} | "
-                     + " | ".join(f"{r['ours'][m]:.6f}" for m in METRICS) + f" | {r['max_gap']:.1e} ({r['worst']}) |")
+        gap = f"{r['max_gap']:.1e}" + (f" ({r['worst']})" if r["max_gap"] else "")
+        lines.append(f"| {r['log']} | {r['instances']} | " + " | ".join(f"{r['ours'][m]:.6f}" for m in METRICS)
+                     + f" | {gap} |")
     lines += ["", f"Largest gap over every metric and log: **{worst:.1e}** (tolerance {TOLERANCE:g}): "
               + ("agree." if worst <= TOLERANCE else "DISAGREE.")]
     (args.results / "simuleval_agreement.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from streaming.types import SAMPLE_RATE
+
 PROBABILITY_HISTORY = 1000  # frames of probability kept (32 s of 32 ms frames)
 
 
@@ -42,7 +44,7 @@ class SpeechSegment:
 class VadSegmenter:
     """Feed audio of any length; get the segments that ended. ``classify`` maps one frame to a probability."""
 
-    def __init__(self, classify: Callable[[np.ndarray], float], frame_samples: int, *, sample_rate: int = 16000,
+    def __init__(self, classify: Callable[[np.ndarray], float], frame_samples: int, *, sample_rate: int = SAMPLE_RATE,
                  options: VadOptions = VadOptions()) -> None:
         self.classify = classify
         self.frame_samples = frame_samples

@@ -25,6 +25,7 @@ from streaming.events import CaptionEvent
 from streaming.metrics.runtime import median_and_p95
 from streaming.speech_pipeline import SpeechPipeline
 from streaming.text_pipeline import TextPipeline, TextPipelineOptions
+from streaming.types import SAMPLE_RATE
 
 CSS = """
 #caption { font-size: 1.35rem; line-height: 1.5; min-height: 6rem; }
@@ -118,10 +119,10 @@ def to_float_mono(sr: int, data: np.ndarray) -> np.ndarray:
     from streaming.pcm import to_float32_mono
 
     x = to_float32_mono(data)
-    if sr != 16000:
+    if sr != SAMPLE_RATE:
         import soxr
 
-        x = soxr.resample(x, sr, 16000).astype(np.float32)
+        x = soxr.resample(x, sr, SAMPLE_RATE).astype(np.float32)
     return x
 
 

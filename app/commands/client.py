@@ -19,6 +19,7 @@ from app.errors import UserError
 from app.policies import policy_names
 from app.sinks import CaptionView, SrtFile
 from streaming.pcm import encode_pcm16
+from streaming.types import SAMPLE_RATE
 
 
 def add_parser(sub: Any) -> None:
@@ -114,7 +115,7 @@ def describe_close(e: Exception) -> str:
 async def _exchange(ws: Any, chunks: Any, printer: CaptionPrinter, *, policy: str | None,
                     stop_event: threading.Event | None) -> None:
     """Send ``start``, the PCM of every chunk, then ``stop``; hand every server message to ``printer``."""
-    start: dict[str, Any] = {"type": "start", "sample_rate": 16000}
+    start: dict[str, Any] = {"type": "start", "sample_rate": SAMPLE_RATE}
     if policy:
         start["policy"] = policy
     await ws.send(json.dumps(start))

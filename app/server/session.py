@@ -23,6 +23,7 @@ from streaming.metrics.runtime import mean_latency_ms, real_time_factor, rounded
 from streaming.pcm import Pcm16Decoder
 from streaming.speech_pipeline import SpeechPipeline
 from streaming.text_pipeline import TextPipeline, TextPipelineOptions
+from streaming.types import SAMPLE_RATE
 
 
 class SessionFiles:
@@ -75,10 +76,10 @@ class StreamSession:
         if request.input == "audio":
             self.pipeline: SpeechPipeline | None = models.pipeline(self.policy_cfg)
             self._resampler = None
-            if request.sample_rate != 16000:
+            if request.sample_rate != SAMPLE_RATE:
                 import soxr
 
-                self._resampler = soxr.ResampleStream(request.sample_rate, 16000, 1, dtype="float32")
+                self._resampler = soxr.ResampleStream(request.sample_rate, SAMPLE_RATE, 1, dtype="float32")
             self._pcm = Pcm16Decoder()
             self.text_pipeline: TextPipeline | None = None
         else:
