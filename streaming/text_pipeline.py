@@ -108,6 +108,11 @@ class TextPipeline:
         return self._close() if self._words else []
 
     @property
+    def words_read(self) -> int:
+        """Words of the whole stream read so far."""
+        return self._words_read
+
+    @property
     def source_words(self) -> tuple[str, ...]:
         """Words of the open segment."""
         return tuple(self._words)

@@ -96,7 +96,7 @@ class PageSession:
             return "latency: –"
         median, p95 = median_and_p95(self.latencies)
         if isinstance(self.pipeline, TextPipeline):
-            read = f"{sum(len(s.source.split()) for s in self.pipeline.segments)} words"
+            read = f"{self.pipeline.words_read} words"
         else:
             read = f"{self.pipeline.audio_ms / 1000.0:.1f} s of audio"
         return (f"latency {self.latencies[-1]:.0f} ms now · median {median:.0f} ms · p95 {p95:.0f} ms"
