@@ -65,16 +65,24 @@ class PolicyConfig:
 class ModelCache:
     """Loaded translation models by key; thread-safe."""
 
-    def __init__(self) -> None:
+    def __init__(self, wrap: Callable[[tuple[object, ...], Any], Any] | None = None) -> None:
+        """``wrap(key, model)``: what is stored instead of a freshly loaded model (e.g. a batching proxy)."""
         self._models: dict[tuple[object, ...], Any] = {}
         self._lock = threading.Lock()
+        self.wrap = wrap
 
     def get(self, key: tuple[object, ...], load: Callable[[], Any]) -> Any:
         """The model stored under ``key``, loaded with ``load()`` the first time it is asked for."""
         with self._lock:
             if key not in self._models:
-                self._models[key] = load()
+                model = load()
+                self._models[key] = self.wrap(key, model) if self.wrap is not None else model
             return self._models[key]
+
+    def values(self) -> list[Any]:
+        """The stored models (proxies included), in loading order."""
+        with self._lock:
+            return list(self._models.values())
 
     def __len__(self) -> int:
         return len(self._models)

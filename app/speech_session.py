@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.asr import ASR_PROFILES, AsrEngine, load_asr_engine, resolve_asr
+from app.batching import BatchedTranslator, BatchingOptions
 from app.devices import add_device_argument, resolve_device
 from app.errors import UserError, check_range
 from app.policies import (
@@ -111,19 +112,41 @@ def load_asr(cfg: SpeechConfig) -> AsrEngine:
 
 
 class SpeechModels:
-    """Loaded once and shared by every pipeline made from it: ASR, VAD and translation models."""
+    """Loaded once and shared by every pipeline made from it: ASR, VAD and translation models.
 
-    def __init__(self, cfg: SpeechConfig) -> None:
+    With ``batching`` (a server's many streams), the CTranslate2 translations of all pipelines made from it run as
+    cross-stream batches (:mod:`app.batching`); results are the same as without.
+    """
+
+    def __init__(self, cfg: SpeechConfig, *, batching: BatchingOptions | None = None) -> None:
         from models.vad.silero import SileroVad, VadModelError
 
         self.cfg = cfg
+        self.batching = batching
         self.asr = load_asr(cfg)
-        self.translators = ModelCache()
+        self.translators = ModelCache(wrap=self._batched if batching is not None else None)
         try:
             self.vad = SileroVad(threads=1)
         except VadModelError as e:
             raise UserError(str(e)) from None
         build_policy(cfg.policy, self.translators)  # load the default policy's model now: errors surface early
+
+    def _batched(self, key: tuple[object, ...], model: object) -> object:
+        """CTranslate2 translators become batching proxies (the other models run per call)."""
+        return BatchedTranslator(model, self.batching) if key[0] == "ct2" else model
+
+    def batch_stats(self) -> dict[str, dict[str, object]]:
+        """What each batcher did so far (empty without batching)."""
+        stats: dict[str, dict[str, object]] = {}
+        for i, m in enumerate(m for m in self.translators.values() if isinstance(m, BatchedTranslator)):
+            stats["translation" if i == 0 else f"translation{i + 1}"] = m.batcher.stats.to_json()
+        return stats
+
+    def close(self) -> None:
+        """Stop the batching threads (no-op without batching)."""
+        for m in self.translators.values():
+            if isinstance(m, BatchedTranslator):
+                m.close()
 
     def recognizer(self) -> Recognizer:
         """A new streaming recogniser over the shared ASR model (chunk and look-ahead from the config)."""

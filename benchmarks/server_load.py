@@ -2,6 +2,13 @@
 
     .venv/bin/python -m benchmarks.server_load [--policy reta] [--max-k 16] [--seconds 40]
         [--soak-minutes 30] [--out benchmarks/results/server_load]
+    .venv/bin/python -m benchmarks.server_load --modes unbatched,batched,batched-2procs \
+        --ks 8,16,24,32,40,48,56,64 --soak-minutes 0 --out benchmarks/results/server_batching
+
+``--modes`` runs the capacity test once per server configuration, one after the other, on the same audio and
+models: ``unbatched`` (``serve --batching off``: every session calls the models alone), ``batched`` (``--batching
+on``: VAD frames and translations of all sessions in shared batches), and the same two with ``--procs 2`` (two
+server processes on one port).
 
 1. Capacity: for K = 1, 2, 4, … client processes, each streams a recording in real time (100 ms PCM frames,
    paced by the wall clock) and timestamps every caption it receives. Caption delay = receive time − the wall
@@ -24,6 +31,8 @@ import platform
 import socket
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -41,12 +50,38 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _own_rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:  # the process ended while being read
+        pass
+    return 0.0
+
+
+def _children(pid: int) -> list[int]:
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return []
+    out: list[int] = []
+    for task in tasks:
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return out
+
+
 def rss_mb(pid: int) -> float:
-    """Resident memory of a process and its threads (Linux /proc), MiB."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024.0
-    return float("nan")
+    """Resident memory of a process, its threads and its child processes (``serve --procs``), MiB (Linux /proc)."""
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += _own_rss_mb(p)
+        todo += _children(p)
+    return total
 
 
 def load_pcm(files: list[Path]) -> bytes:
@@ -100,22 +135,50 @@ def stream_client(url: str, pcm: bytes, realtime: bool, out: Any) -> None:
     out.put({"delays": delays, "finals": finals})
 
 
-def start_server(port: int, policy: str, workers: int, asr_profile: str = "default") -> subprocess.Popen[bytes]:
+def start_server(port: int, policy: str, workers: int, asr_profile: str = "default", *,
+                 batching: str = "on", extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("simulsub")
-    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--policy", policy, "--max-sessions", "64",
-                             "--workers", str(workers), "--sessions-dir", "", "--asr-profile", asr_profile],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    procs = int(extra[extra.index("--procs") + 1]) if "--procs" in extra else 1
+    # 64 sessions per process: the kernel spreads connections unevenly, no stream may be refused for a full process
+    proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--policy", policy,
+                             "--max-sessions", str(64 * procs),
+                             "--workers", str(workers), "--sessions-dir", "", "--asr-profile", asr_profile,
+                             "--batching", batching, *extra],
+                            stdout=subprocess.PIPE, stderr=tempfile.TemporaryFile())  # noqa: SIM115 (lives as long as the server)
     deadline = time.time() + 120
+    if procs > 1:  # every process must be listening, or the first would get all the early connections
+        ready = 0
+        assert proc.stdout is not None
+        while ready < procs and time.time() < deadline:
+            line = proc.stdout.readline().decode()
+            if not line and proc.poll() is not None:
+                raise RuntimeError(f"server exited: {_stderr(proc)}")
+            ready += "listening on" in line
+    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
     while time.time() < deadline:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return proc
         except OSError:
             if proc.poll() is not None:
-                raise RuntimeError(f"server exited: {proc.stderr.read().decode() if proc.stderr else ''}") from None
+                raise RuntimeError(f"server exited: {_stderr(proc)}") from None
             time.sleep(0.5)
     proc.kill()
     raise RuntimeError("server did not start in 120 s")
+
+
+def _stderr(proc: subprocess.Popen[bytes]) -> str:
+    """What a server wrote to stderr (a file, so a chatty server never blocks on a full pipe)."""
+    if proc.stderr is None:
+        return ""
+    proc.stderr.seek(0)
+    return proc.stderr.read().decode(errors="replace")[-4000:]
+
+
+def _drain(stream: Any) -> None:
+    """Read a child's pipe to the end so it never blocks on a full pipe."""
+    for _ in iter(stream.readline, b""):
+        pass
 
 
 def capacity(url: str, pid: int, pcm: bytes, ks: list[int], *, limit_s: float = 1.0) -> list[dict[str, Any]]:
@@ -191,76 +254,137 @@ def soak(url: str, pid: int, pcm: bytes, minutes: float) -> list[tuple[float, fl
     return samples
 
 
+MODES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # name → (--batching, further serve options)
+    "unbatched": ("off", ()),
+    "batched": ("on", ()),
+    "batched-2procs": ("on", ("--procs", "2")),
+    "unbatched-2procs": ("off", ("--procs", "2")),
+}
+"""Server configurations ``--modes`` can compare, all on the same audio and models."""
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", default="reta")
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--modes", default="batched",
+                    help=f"comma-separated server configurations, run one after the other ({', '.join(MODES)}; "
+                         "default batched)")
     ap.add_argument("--max-k", type=int, default=16)
+    ap.add_argument("--ks", help="comma-separated stream counts to try (default 1, 2, 3, 4, 6, 8, 12, … ≤ --max-k)")
     ap.add_argument("--seconds", type=float, default=40.0, help="audio per client in the capacity test")
-    ap.add_argument("--soak-minutes", type=float, default=30.0)
+    ap.add_argument("--soak-minutes", type=float, default=30.0, help="soak of the first mode (0: none)")
     ap.add_argument("--asr-profile", default="default", help="the server's ASR profile (default, edge, whisper)")
     ap.add_argument("--delay-limit", type=float, default=1.0,
                     help="p95 caption delay (s) that counts as real time; K grows until it is passed (default 1.0)")
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/server_load"))
+    ap.add_argument("--render", type=Path, metavar="OUT.json",
+                    help="only rewrite OUT.md and OUT.png from an earlier run's OUT.json")
     args = ap.parse_args()
+    if args.render is not None:
+        done = json.loads(args.render.read_text(encoding="utf-8"))
+        args.render.with_suffix(".md").write_text(
+            "\n".join(render_markdown(done, soak_minutes=args.soak_minutes)) + "\n", encoding="utf-8")
+        plot(done, args.render.with_suffix(".png"))
+        return
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        ap.error(f"--modes: unknown {', '.join(unknown) or '(none)'}; choose from {', '.join(MODES)}")
     files = sorted((RECORDINGS / "longform").glob("*.flac")) + sorted((RECORDINGS / "sentences").glob("*.flac"))
     pcm_all = load_pcm(files)
     pcm = pcm_all[: int(args.seconds * 32000) // 2 * 2]
-    port = free_port()
-    server = start_server(port, args.policy, args.workers, args.asr_profile)
-    url = f"ws://127.0.0.1:{port}"
-    try:
-        ks = [k for k in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32) if k <= args.max_k]
-        rows = capacity(url, server.pid, pcm, ks, limit_s=args.delay_limit)
-        soak_rss = soak(url, server.pid, pcm_all, args.soak_minutes) if args.soak_minutes > 0 else []
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    ok = [r["K"] for r in rows if r["p95_s"] is not None and r["p95_s"] <= args.delay_limit]
+    ladder = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 40, 48, 56, 64)
+    ks = [int(k) for k in args.ks.split(",")] if args.ks else [k for k in ladder if k <= args.max_k]
+    runs: dict[str, dict[str, Any]] = {}
+    soak_rss: list[tuple[float, float]] = []
+    for n, mode in enumerate(modes):
+        batching, extra = MODES[mode]
+        port = free_port()
+        server = start_server(port, args.policy, args.workers, args.asr_profile, batching=batching, extra=extra)
+        url = f"ws://127.0.0.1:{port}"
+        print(f"# {mode}", flush=True)
+        try:
+            rows = capacity(url, server.pid, pcm, ks, limit_s=args.delay_limit)
+            if n == 0 and args.soak_minutes > 0:
+                soak_rss = soak(url, server.pid, pcm_all, args.soak_minutes)
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        ok = [r["K"] for r in rows if r["p95_s"] is not None and r["p95_s"] <= args.delay_limit]
+        runs[mode] = {"batching": batching, "serve_options": list(extra), "capacity": rows,
+                      "max_realtime_sessions": max(ok) if ok else 0}
     command = " ".join(["python -m benchmarks.server_load", *sys.argv[1:]])
     meta = {"policy": args.policy, "asr_profile": args.asr_profile, "workers": args.workers,
             "seconds_per_client": args.seconds, "delay_limit_s": args.delay_limit,
             "cpus": os.cpu_count(), "machine": f"{platform.machine()} {platform.processor()}".strip(),
             "command": command}
-    result: dict[str, Any] = {"meta": meta,
-              "capacity": rows, "max_realtime_sessions": max(ok) if ok else 0,
-              "soak_rss_mb": soak_rss}
+    result: dict[str, Any] = {"meta": meta, "modes": runs, "soak_rss_mb": soak_rss}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
-    lines = [f"# simulsub serve under load ({args.policy}, ASR profile {args.asr_profile}, {args.workers} model "
-             f"threads, {os.cpu_count()} CPUs)", "",
-             f"Command: `{command}`", "",
-             "| K streams | p50 delay s | p95 delay s | max s | RSS idle MiB | RSS peak MiB | MiB/session |",
-             "|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        f = (lambda v: "–" if v is None else f"{v:.2f}")  # noqa: E731
-        lines.append(f"| {r['K']} | {f(r['p50_s'])} | {f(r['p95_s'])} | {f(r['max_s'])} | {r['rss_idle_mb']} | "
-                     f"{r['rss_peak_mb']} | {r['mb_per_session']} |")
-    lines += ["", f"Largest K with p95 caption delay ≤ {args.delay_limit:g} s: **{result['max_realtime_sessions']}**."]
-    if soak_rss:
-        rss = [m for _, m in soak_rss]
-        lines += ["", f"Soak: {args.soak_minutes:.0f} min of audio in one accelerated session; server RSS "
-                  f"{rss[0]:.0f} → {rss[-1]:.0f} MiB (min {min(rss):.0f}, max {max(rss):.0f})."]
+    lines = render_markdown(result, soak_minutes=args.soak_minutes)
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    plot(result, args.out.with_suffix(".png"))
+    print("\n".join(lines))
+
+
+def render_markdown(result: dict[str, Any], *, soak_minutes: float) -> list[str]:
+    """The report: one table per mode, the capacity of each, the soak."""
+    meta = result["meta"]
+    limit = meta["delay_limit_s"]
+    lines = [f"# simulsub serve under load ({meta['policy']}, ASR profile {meta['asr_profile']}, "
+             f"{meta['workers']} model threads, {meta['cpus']} CPUs)", "",
+             f"Command: `{meta['command']}`", ""]
+    f = (lambda v: "–" if v is None else f"{v:.2f}")  # noqa: E731
+    if len(result["modes"]) > 1:
+        lines += ["| configuration | serve options | largest K with p95 ≤ "
+                  f"{limit:g} s |", "|---|---|---:|"]
+        for mode, run in result["modes"].items():
+            lines.append(f"| {mode} | `--batching {run['batching']}{''.join(' ' + o for o in run['serve_options'])}` "
+                         f"| **{run['max_realtime_sessions']}** |")
+        lines.append("")
+    for mode, run in result["modes"].items():
+        lines += [f"## {mode} (`--batching {run['batching']}`{''.join(' ' + o for o in run['serve_options'])})", "",
+                  "| K streams | p50 delay s | p95 delay s | max s | RSS idle MiB | RSS peak MiB | MiB/session |",
+                  "|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in run["capacity"]:
+            lines.append(f"| {r['K']} | {f(r['p50_s'])} | {f(r['p95_s'])} | {f(r['max_s'])} | {r['rss_idle_mb']} | "
+                         f"{r['rss_peak_mb']} | {r['mb_per_session']} |")
+        lines += ["", f"Largest K with p95 caption delay ≤ {limit:g} s: **{run['max_realtime_sessions']}**.", ""]
+    rss = [m for _, m in result["soak_rss_mb"]]
+    if rss:
+        first = next(iter(result["modes"]))
+        lines += [f"Soak ({first}): {soak_minutes:.0f} min of audio in one accelerated session; server RSS "
+                  f"{rss[0]:.0f} → {rss[-1]:.0f} MiB (min {min(rss):.0f}, max {max(rss):.0f})."]
+    return lines
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """p95 caption delay against concurrent streams, one line per mode; RSS over the soak."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    axes[0].plot([r["K"] for r in rows], [r["p95_s"] for r in rows], "o-", label="p95")
-    axes[0].plot([r["K"] for r in rows], [r["p50_s"] for r in rows], "s--", label="p50")
-    axes[0].axhline(args.delay_limit, color="grey", lw=0.8)
-    axes[0].set_xlabel("concurrent real-time streams")
-    axes[0].set_ylabel("caption delay (s)")
-    axes[0].legend()
+    limit = result["meta"]["delay_limit_s"]
+    soak_rss = result["soak_rss_mb"]
+    fig, axes = plt.subplots(1, 2 if soak_rss else 1, figsize=(11 if soak_rss else 6, 4), squeeze=False)
+    ax = axes[0][0]
+    for mode, run in result["modes"].items():
+        rows = [r for r in run["capacity"] if r["p95_s"] is not None]
+        ax.plot([r["K"] for r in rows], [r["p95_s"] for r in rows], "o-", label=f"{mode} p95")
+    ax.axhline(limit, color="grey", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent real-time streams")
+    ax.set_ylabel("p95 caption delay (s)")
+    ax.legend()
     if soak_rss:
-        axes[1].plot([m for m, _ in soak_rss], [r for _, r in soak_rss])
-        axes[1].set_xlabel("audio streamed (min)")
-        axes[1].set_ylabel("server RSS (MiB)")
+        axes[0][1].plot([m for m, _ in soak_rss], [r for _, r in soak_rss])
+        axes[0][1].set_xlabel("audio streamed (min)")
+        axes[0][1].set_ylabel("server RSS (MiB)")
     fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=110)
-    print("\n".join(lines))
+    fig.savefig(path, dpi=110)
 
 
 if __name__ == "__main__":

@@ -5,9 +5,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
+from app.batching import BatchingOptions
+from app.errors import UserError
 from app.speech_session import SpeechModels, add_speech_arguments, speech_config
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,19 @@ def add_parser(sub: Any) -> None:
                    help="audio seconds per session (default 14400)")
     p.add_argument("--max-message-bytes", type=int, default=1 << 20, help="largest message accepted (default 1 MiB)")
     p.add_argument("--workers", type=int, default=2, help="model threads shared by all sessions (default 2)")
+    p.add_argument("--batching", choices=("on", "off"), default="off",
+                   help="on: the CTranslate2 translations of a process's sessions run as shared batches (same "
+                        "captions; with --procs 2 on 2 cores: 48 real-time streams instead of 40, "
+                        "benchmarks/results/server_batching.md); off: every session calls the models alone (default)")
+    p.add_argument("--batch-window-ms", type=float, default=BatchingOptions.window_ms,
+                   help="how long a request waits for others to join its batch, ms (default "
+                        f"{BatchingOptions.window_ms:g}; 0: only what is already queued)")
+    p.add_argument("--max-batch", type=int, default=BatchingOptions.max_batch,
+                   help=f"requests per batched model call (default {BatchingOptions.max_batch})")
+    p.add_argument("--procs", type=int, default=1,
+                   help="server processes sharing the port (SO_REUSEPORT), each with its own models and "
+                        "ceil(max-sessions / procs) sessions: the sessions' Python work then uses that many cores "
+                        "(default 1)")
     p.add_argument("--sessions-dir", default="work/sessions",
                    help="where each session's finals are persisted as JSONL + SRT ('' to disable)")
     p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
@@ -35,22 +51,42 @@ def add_parser(sub: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.server.server import CaptionServer, ServerOptions
 
+    if args.procs != 1:
+        from app.server.processes import serve_processes
+
+        return serve_processes(run, args)
+
+    try:
+        batching = (BatchingOptions(window_ms=args.batch_window_ms, max_batch=args.max_batch)
+                    if args.batching == "on" else None)
+    except ValueError as e:
+        raise UserError(f"--batch-window-ms / --max-batch: {e}") from None
     options = ServerOptions(host=args.host, port=args.port, token=args.token, max_sessions=args.max_sessions,
                             max_message_bytes=args.max_message_bytes, max_session_s=args.max_session_s,
-                            workers=args.workers, out_dir=Path(args.sessions_dir) if args.sessions_dir else None,
-                            origins=tuple(args.allow_origin) if args.allow_origin else None)
-    server = CaptionServer(SpeechModels(speech_config(args)), options)
+                            workers=args.workers, batching=batching,
+                            out_dir=Path(args.sessions_dir) if args.sessions_dir else None,
+                            origins=tuple(args.allow_origin) if args.allow_origin else None,
+                            reuse_port=bool(getattr(args, "reuse_port", False)))
+    models = SpeechModels(speech_config(args), batching=batching)
+    server = CaptionServer(models, options)
     try:
         asyncio.run(_serve(server))
     except KeyboardInterrupt:
         pass
     finally:
         server.close()
+        if batching is not None:
+            logger.info("batches: %s", models.batch_stats())
+        models.close()
     return 0
 
 
 async def _serve(server: Any) -> None:
     """Bind (a port in use is a UserError, before anything is printed), announce, serve until cancelled."""
     listening = await server.start()
-    print(f"simulsub serve: ws://{server.options.host}:{server.port} (Ctrl-C to stop)", flush=True)
+    if server.options.reuse_port:  # one of the processes of --procs N
+        print(f"simulsub serve: process {os.getpid()} listening on ws://{server.options.host}:{server.port}",
+              flush=True)
+    else:
+        print(f"simulsub serve: ws://{server.options.host}:{server.port} (Ctrl-C to stop)", flush=True)
     await listening.serve_forever()

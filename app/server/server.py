@@ -26,6 +26,7 @@ from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 from websockets.typing import Subprotocol
 
+from app.batching import BatchingOptions
 from app.errors import UserError
 from app.server.connection import Connection
 from app.server.protocol import CLOSE_CODE_NAMES, StartRequest, close_reason, echo
@@ -85,6 +86,8 @@ class ServerOptions:
     max_session_s: float = 4 * 3600.0
     idle_timeout_s: float = 120.0
     workers: int = 2
+    batching: BatchingOptions | None = None  # cross-session batches of translations (app.batching)
+    reuse_port: bool = False  # SO_REUSEPORT: one of several processes on the same port (serve --procs)
     out_dir: Path | None = Path("work/sessions")
     origins: tuple[str, ...] | None = None
     start_timeout_s: float = 10.0  # from connecting to a valid start; invalid messages do not extend it
@@ -110,6 +113,20 @@ class ServerOptions:
             raise UserError(f"--port must be in 0..65535 (got {self.port})")
         if self.max_message_bytes < 1024 or self.max_session_s <= 0 or self.idle_timeout_s <= 0:
             raise UserError("--max-message-bytes must be ≥ 1024, --max-session-s and the idle timeout > 0")
+
+    @property
+    def session_threads(self) -> int:
+        """Threads running the sessions' pipelines: ``workers`` without batching; with batching
+        ``BATCH_THREADS_PER_WORKER`` × ``workers`` (at most one per session), so that translations of several
+        sessions can wait in one batch while others compute, without every session contending for the
+        interpreter lock at once."""
+        if self.batching is None:
+            return self.workers
+        return max(self.workers, min(self.max_sessions, BATCH_THREADS_PER_WORKER * self.workers))
+
+
+BATCH_THREADS_PER_WORKER = 4
+"""Session threads per model thread with batching: sessions whose translation waits in a batch free the cores."""
 
 
 class JsonCloseConnection(ServerConnection):
@@ -153,7 +170,7 @@ class CaptionServer:
         self.models = models
         self.options = options
         self.state = ServerState()
-        self.scheduler = FairScheduler(options.workers)
+        self.scheduler = FairScheduler(options.session_threads)
         self.static = static_files()
         policy = models.cfg.policy  # the languages the server's translation model was loaded for
         self.language_pairs = ((policy.source_lang or "en", policy.target_lang or "de"),)
@@ -216,7 +233,8 @@ class CaptionServer:
                                        max_size=self.options.max_message_bytes, max_queue=4,
                                        process_request=self._process_request, ping_interval=None,
                                        select_subprotocol=self._select_subprotocol,
-                                       create_connection=JsonCloseConnection)
+                                       create_connection=JsonCloseConnection,
+                                       reuse_port=self.options.reuse_port or None)
         except OSError as e:
             raise UserError(f"cannot listen on {self.options.host}:{self.options.port}: {e.strerror or e} "
                             "(another server on that port? pick one with --port)") from None

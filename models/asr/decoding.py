@@ -149,26 +149,7 @@ def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None
     beams = [start]
     for row in logprobs:
         top = (np.argpartition(-row, k - 1)[:k] if k < row.shape[0] else np.arange(row.shape[0])).tolist()
-        parents = [h for h in beams for _ in top]
-        tokens = [t for _ in beams for t in top]
-        cand = [_Hyp((*h.ids, t), h.am + float(row[t]),
-                     h.lms + (lm.logp((lm.bos, *h.ids), t) if use_lm and lm is not None else 0.0), oov=h.oov)
-                for h, t in zip(parents, tokens, strict=True)]
-        if lex is not None:  # a word-start piece completes the word before it
-            for h, t, c in zip(parents, tokens, cand, strict=True):
-                if h.ids and lex.starts_word(t) and lex.last_word_unknown(h.ids):
-                    c.oov -= opts.oov_penalty
-        if x is not None:
-            _ctc_extend(x, parents, tokens, cand, blank)
-        if skip is not None:  # leave this slot out: the prefix keeps its scores and CTC state
-            best = float(row.max())
-            cand += [_Hyp(h.ids, h.am + best - skip, h.lms, h.r_n, h.r_b, h.psi, h.oov) for h in beams]
-        kept: dict[tuple[int, ...], tuple[float, _Hyp]] = {}
-        for h in cand:  # the same tokens reached by skipping different slots: keep the better
-            score = h.am + lw * h.lms + cw * h.psi + h.oov
-            if h.ids not in kept or kept[h.ids][0] < score:
-                kept[h.ids] = (score, h)
-        beams = [h for _, h in sorted(kept.values(), key=lambda sh: -sh[0])[: opts.beam]]
+        beams = _next_beams(row, top, beams, opts, lm if use_lm else None, lw, cw, x, skip, lex, blank)
 
     def final_score(h: _Hyp) -> float:
         score = h.am + h.oov
@@ -184,26 +165,103 @@ def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None
     return Decoded(best_hyp.ids, best_hyp.am)
 
 
+def _next_beams(row: np.ndarray, top: list[int], beams: list[_Hyp], opts: DecodeOptions, lm: TokenNgramLM | None,
+                lw: float, cw: float, x: np.ndarray | None, skip: float | None, lex: Lexicon | None,
+                blank: int) -> list[_Hyp]:
+    """One slot of the beam: every kept prefix extended by each of the slot's ``top`` tokens (and, with ``skip``,
+    left as it is), scored, deduplicated and cut to ``opts.beam``. Scores are plain lists and arrays; only the
+    survivors become :class:`_Hyp` objects."""
+    row_scores = row[top].tolist()
+    starts = [lex.starts_word(t) for t in top] if lex is not None else [False] * len(top)
+    ids: list[tuple[int, ...]] = []
+    am: list[float] = []
+    lms: list[float] = []
+    oov: list[float] = []
+    for h in beams:
+        if lm is not None:  # the LM history is built once per kept prefix, not once per candidate
+            hist = (lm.bos, *h.ids[max(0, len(h.ids) + 1 - lm.order):])
+            lps = [lm.logp(hist, t) for t in top]
+        else:
+            lps = [0.0] * len(top)
+        # a word-start piece completes the word before it: an unknown word there costs oov_penalty
+        unknown = lex is not None and bool(h.ids) and lex.last_word_unknown(h.ids)
+        for t, s, lp, st in zip(top, row_scores, lps, starts, strict=True):
+            ids.append((*h.ids, t))
+            am.append(h.am + s)
+            lms.append(h.lms + lp)
+            oov.append(h.oov - opts.oov_penalty if unknown and st else h.oov)
+    n = len(ids)
+    new_n = new_b = None
+    psi = [0.0] * n
+    if x is not None:
+        r_n = np.repeat(np.stack([h.r_n for h in beams if h.r_n is not None]), len(top), axis=0)
+        r_b = np.repeat(np.stack([h.r_b for h in beams if h.r_b is not None]), len(top), axis=0)
+        last = np.repeat(np.array([h.ids[-1] if h.ids else -1 for h in beams]), len(top))
+        empty = np.repeat(np.array([not h.ids for h in beams]), len(top))
+        new_n, new_b, psi_arr = _ctc_scores(x, r_n, r_b, np.array(top * len(beams)), last, empty, blank)
+        psi = psi_arr.tolist()
+    kept: dict[tuple[int, ...], tuple[float, int]] = {}
+    for i in range(n):  # the same tokens reached by skipping different slots: keep the better
+        score = am[i] + lw * lms[i] + cw * psi[i] + oov[i]
+        if ids[i] not in kept or kept[ids[i]][0] < score:
+            kept[ids[i]] = (score, i)
+    if skip is not None:  # leave this slot out: the prefix keeps its scores and CTC state
+        best = float(row.max())
+        for j, h in enumerate(beams):
+            score = h.am + best - skip + lw * h.lms + cw * h.psi + h.oov
+            if h.ids not in kept or kept[h.ids][0] < score:
+                kept[h.ids] = (score, n + j)
+    out: list[_Hyp] = []
+    for _, i in sorted(kept.values(), key=lambda si: -si[0])[: opts.beam]:
+        if i < n:
+            out.append(_Hyp(ids[i], am[i], lms[i], None if new_n is None else new_n[i],
+                            None if new_b is None else new_b[i], psi[i], oov[i]))
+        else:
+            h = beams[i - n]
+            out.append(_Hyp(h.ids, h.am + best - skip if skip is not None else h.am, h.lms, h.r_n, h.r_b, h.psi,
+                            h.oov))
+    return out
+
+
 def _ctc_extend(x: np.ndarray, parents: list[_Hyp], tokens: list[int], out: list[_Hyp], blank: int) -> None:
     """CTC prefix scores of every parent + token at once (Watanabe et al. 2017, vectorised over candidates):
     fills ``r_n``, ``r_b`` and ``psi`` of ``out``."""
-    t_max = x.shape[0]
     r_n = np.stack([h.r_n for h in parents if h.r_n is not None])
     r_b = np.stack([h.r_b for h in parents if h.r_b is not None])
-    tok = np.array(tokens)
     last = np.array([h.ids[-1] if h.ids else -1 for h in parents])
     empty = np.array([not h.ids for h in parents])
-    # a repeated token must be separated from the previous one by a blank
-    phi = np.where((tok == last)[:, None], r_b, np.logaddexp(r_n, r_b))
-    xc = x[:, tok].T  # [C, T]
-    new_n = np.full_like(r_n, _NEG)
-    new_b = np.full_like(r_b, _NEG)
-    new_n[:, 0] = np.where(empty, xc[:, 0], _NEG)
-    psi = new_n[:, 0].copy()
-    x_blank = x[:, blank]
-    for t in range(1, t_max):
-        new_n[:, t] = np.logaddexp(new_n[:, t - 1], phi[:, t - 1]) + xc[:, t]
-        new_b[:, t] = np.logaddexp(new_n[:, t - 1], new_b[:, t - 1]) + x_blank[t]
-        psi = np.logaddexp(psi, phi[:, t - 1] + xc[:, t])
+    new_n, new_b, psi = _ctc_scores(x, r_n, r_b, np.array(tokens), last, empty, blank)
     for i, h in enumerate(out):
         h.r_n, h.r_b, h.psi = new_n[i], new_b[i], float(psi[i])
+
+
+def _ctc_scores(x: np.ndarray, r_n: np.ndarray, r_b: np.ndarray, tok: np.ndarray, last: np.ndarray,
+                empty: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The CTC prefix recursion for ``C`` candidates: parents' states ``r_n``/``r_b`` ``[C, T]``, the token each
+    adds ``tok``, its parent's last token ``last`` (-1: none) and whether the parent is empty → new ``r_n``,
+    ``r_b`` ``[C, T]`` and prefix scores ``psi`` ``[C]``."""
+    t_max, c = x.shape[0], tok.shape[0]
+    # a repeated token must be separated from the previous one by a blank; frame-major ([T, C]) from here on, so
+    # every step of the scan reads and writes contiguous rows in place
+    phi = np.ascontiguousarray(np.where((tok == last)[:, None], r_b, np.logaddexp(r_n, r_b)).T)
+    xc = x[:, tok]  # [T, C]
+    # the states keep their parents' dtypes; each step computes in the promoted type and rounds once on storing
+    new_n = np.empty((t_max, c), dtype=r_n.dtype)
+    new_b = np.empty((t_max, c), dtype=r_b.dtype)
+    new_n[0] = np.where(empty, xc[0], _NEG)
+    new_b[0] = _NEG
+    psi = new_n[0].copy()
+    x_blank = x[:, blank]
+    step_n = np.empty(c, dtype=np.result_type(new_n, phi, xc))
+    step_b = np.empty(c, dtype=np.result_type(new_n, new_b, x_blank))
+    emit = np.empty(c, dtype=np.result_type(phi, xc))
+    for t in range(1, t_max):
+        np.logaddexp(new_n[t - 1], phi[t - 1], out=step_n)
+        step_n += xc[t]
+        new_n[t] = step_n
+        np.logaddexp(new_n[t - 1], new_b[t - 1], out=step_b)
+        step_b += x_blank[t]
+        new_b[t] = step_b
+        np.add(phi[t - 1], xc[t], out=emit)
+        psi = np.logaddexp(psi, emit)
+    return new_n.T, new_b.T, psi

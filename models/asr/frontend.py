@@ -213,18 +213,26 @@ class StreamingFrontend:
         self.opts = opts
         self.cmvn = cmvn
         self._fbank = knf.OnlineFbank(opts.knf_options())
-        self._frames: list[np.ndarray] = []
+        self._frames = np.zeros((0, opts.n_mels), dtype=np.float32)  # capacity grows by doubling
+        self._count = 0  # fbank frames pulled into ``_frames``
         self._emitted = 0
 
     def _pull(self) -> None:
-        while len(self._frames) < self._fbank.num_frames_ready:
-            self._frames.append(np.asarray(self._fbank.get_frame(len(self._frames)), dtype=np.float32))
+        ready = self._fbank.num_frames_ready
+        if ready > self._frames.shape[0]:  # amortised O(1) per frame: a segment's frames are copied O(log T) times
+            grown = np.zeros((max(ready, 2 * self._frames.shape[0], 64), self._frames.shape[1]), dtype=np.float32)
+            grown[: self._count] = self._frames[: self._count]
+            self._frames = grown
+        for i in range(self._count, ready):
+            self._frames[i] = self._fbank.get_frame(i)
+        self._count = ready
 
     def _rows(self, upto: int) -> np.ndarray:
         o = self.opts
         if upto <= self._emitted:
             return np.zeros((0, o.feature_dim), dtype=np.float32)
-        rows = lfr_rows(np.stack(self._frames), self._emitted, upto, o.lfr_m, o.lfr_n)
+        # only the rows asked for are gathered: the cost of a call does not grow with the segment
+        rows = lfr_rows(self._frames[: self._count], self._emitted, upto, o.lfr_m, o.lfr_n)
         self._emitted = upto
         rows = rows.astype(np.float32)
         return self.cmvn.apply(rows) if self.cmvn is not None else rows
@@ -235,10 +243,10 @@ class StreamingFrontend:
         if audio.size:
             self._fbank.accept_waveform(float(self.opts.fs), (audio * 32768.0).tolist())
         self._pull()
-        return self._rows(lfr_ready(len(self._frames), self.opts.lfr_m, self.opts.lfr_n))
+        return self._rows(lfr_ready(self._count, self.opts.lfr_m, self.opts.lfr_n))
 
     def finish(self) -> np.ndarray:
         """End of segment: the remaining rows (the last ones padded with the final fbank frame)."""
         self._fbank.input_finished()
         self._pull()
-        return self._rows(lfr_count(len(self._frames), self.opts.lfr_n))
+        return self._rows(lfr_count(self._count, self.opts.lfr_n))
