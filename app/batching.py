@@ -201,14 +201,10 @@ class BatchedTranslator:
         return self.batcher(TranslationRequest(source, beam_size, target_prefix, prefix_bias_beta))
 
     def _run(self, requests: list[TranslationRequest]) -> list[str]:
-        from models.marian.runtime import DecodeOptions
-
-        t = self.inner
         first = requests[0]  # one group: same beam, bias and whether prefixes are given
-        options = DecodeOptions(beam_size=first.beam_size, prefix_bias_beta=first.prefix_bias_beta)
-        prefixes = [t.encode_target(r.target_prefix) for r in requests] if first.target_prefix else None
-        hyps = t.translate_pieces([t.encode_source(r.source) for r in requests], options, prefixes)
-        return [t.decode_target(h) for h in hyps]
+        return self.inner.translate_sentences(
+            [r.source for r in requests], beam_size=first.beam_size, prefix_bias_beta=first.prefix_bias_beta,
+            target_prefixes=[r.target_prefix for r in requests] if first.target_prefix else None)
 
     def close(self) -> None:
         self.batcher.close()

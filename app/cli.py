@@ -58,6 +58,12 @@ def command_flags(parser: argparse.ArgumentParser) -> dict[str, set[str]]:
     return out
 
 
+def configure_logging(verbose: bool) -> None:
+    """Log records to stderr: DEBUG with ``--verbose``, else WARNING (every process of a command alike)."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
 def one_line(error: BaseException) -> str:
     """``error``'s message on one line (its lines joined by "; "; the class name when it has no message)."""
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
@@ -69,11 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(expand_profile(argv, command_flags(parser)))
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    configure_logging(args.verbose)
     try:
         code: int = args.run(args)
         return code

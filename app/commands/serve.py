@@ -45,7 +45,7 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
                    help="browser origin allowed to connect (repeatable; default: pages served from localhost)")
     add_speech_arguments(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, reuse_port=False)  # True only in the children of --procs (app.server.processes)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,7 +66,7 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, batching=batching,
                             out_dir=Path(args.sessions_dir) if args.sessions_dir else None,
                             origins=tuple(args.allow_origin) if args.allow_origin else None,
-                            reuse_port=bool(getattr(args, "reuse_port", False)))
+                            reuse_port=args.reuse_port)
     models = SpeechModels(speech_config(args), batching=batching)
     server = CaptionServer(models, options)
     try:

@@ -56,16 +56,16 @@ def _child_main(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
     """A child: the parent's logging, SIGTERM as Ctrl-C (sessions finalised), errors as one line and exit 2."""
     import sys
 
+    from app.cli import configure_logging, one_line
     from streaming.errors import SimulsubError
 
-    logging.basicConfig(level=logging.DEBUG if getattr(args, "verbose", False) else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    configure_logging(bool(getattr(args, "verbose", False)))
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the parent, which stops the children in order
     signal.signal(signal.SIGTERM, _interrupt)
     try:
         code = run(args)
     except SimulsubError as e:
-        print(f"simulsub serve: error: {' '.join(str(e).split())}", file=sys.stderr, flush=True)
+        print(f"simulsub serve: error: {one_line(e)}", file=sys.stderr, flush=True)
         code = e.exit_code
     except KeyboardInterrupt:
         code = 0

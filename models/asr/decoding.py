@@ -223,18 +223,6 @@ def _next_beams(row: np.ndarray, top: list[int], beams: list[_Hyp], opts: Decode
     return out
 
 
-def _ctc_extend(x: np.ndarray, parents: list[_Hyp], tokens: list[int], out: list[_Hyp], blank: int) -> None:
-    """CTC prefix scores of every parent + token at once (Watanabe et al. 2017, vectorised over candidates):
-    fills ``r_n``, ``r_b`` and ``psi`` of ``out``."""
-    r_n = np.stack([h.r_n for h in parents if h.r_n is not None])
-    r_b = np.stack([h.r_b for h in parents if h.r_b is not None])
-    last = np.array([h.ids[-1] if h.ids else -1 for h in parents])
-    empty = np.array([not h.ids for h in parents])
-    new_n, new_b, psi = _ctc_scores(x, r_n, r_b, np.array(tokens), last, empty, blank)
-    for i, h in enumerate(out):
-        h.r_n, h.r_b, h.psi = new_n[i], new_b[i], float(psi[i])
-
-
 def _ctc_scores(x: np.ndarray, r_n: np.ndarray, r_b: np.ndarray, tok: np.ndarray, last: np.ndarray,
                 empty: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The CTC prefix recursion for ``C`` candidates: parents' states ``r_n``/``r_b`` ``[C, T]``, the token each

@@ -323,12 +323,15 @@ class CT2Translator:
             out[i] = list(r.hypotheses[0])
         return out
 
-    def translate(self, texts: list[str], options: DecodeOptions = DecodeOptions()) -> list[str]:
-        """Translate detokenised sentences; an empty sentence translates to an empty string."""
+    def translate(self, texts: list[str], options: DecodeOptions = DecodeOptions(),
+                  target_prefixes: list[str] | None = None) -> list[str]:
+        """Translate detokenised sentences in one batch; an empty sentence translates to an empty string.
+        ``target_prefixes``: one detokenised target prefix per sentence (see :meth:`translate_pieces`), or None."""
         idx = [i for i, t in enumerate(texts) if t.strip()]
         out = [""] * len(texts)
-        hyps = self.translate_pieces([self.encode_source(texts[i]) for i in idx], options)
-        for i, h in zip(idx, hyps, strict=False):
+        prefixes = [self.encode_target(target_prefixes[i]) for i in idx] if target_prefixes else None
+        hyps = self.translate_pieces([self.encode_source(texts[i]) for i in idx], options, prefixes)
+        for i, h in zip(idx, hyps, strict=True):
             out[i] = self.decode_target(h)
         return out
 
@@ -336,11 +339,18 @@ class CT2Translator:
         self, source: str, *, beam_size: int = 4, target_prefix: str = "", prefix_bias_beta: float = 0.0
     ) -> str:
         """One sentence (possibly a prefix of one) to detokenised text; implements ``SentenceTranslator``."""
-        if not source.strip():
-            return ""
-        prefixes = [self.encode_target(target_prefix)] if target_prefix else None
-        options = DecodeOptions(beam_size=beam_size, prefix_bias_beta=prefix_bias_beta)
-        return self.decode_target(self.translate_pieces([self.encode_source(source)], options, prefixes)[0])
+        return self.translate_sentences([source], beam_size=beam_size,
+                                        target_prefixes=[target_prefix] if target_prefix else None,
+                                        prefix_bias_beta=prefix_bias_beta)[0]
+
+    def translate_sentences(
+        self, sources: list[str], *, beam_size: int = 4, target_prefixes: list[str] | None = None,
+        prefix_bias_beta: float = 0.0,
+    ) -> list[str]:
+        """:meth:`translate_sentence` for several sentences in one CTranslate2 batch (the same results as one call
+        each); ``target_prefixes``: one detokenised prefix per source, or None."""
+        return self.translate(sources, DecodeOptions(beam_size=beam_size, prefix_bias_beta=prefix_bias_beta),
+                              target_prefixes)
 
     def continue_prefix(
         self, source: str, target_prefix: str, *, beam_size: int = 1, max_new_tokens: int = 8

@@ -134,7 +134,7 @@ def test_ctc_rescoring_drops_a_doubled_slot() -> None:
 
 
 def test_ctc_prefix_recursion_ends_at_the_sequence_probability() -> None:
-    from models.asr.decoding import _ctc_extend, _Hyp
+    from models.asr.decoding import _ctc_scores, _Hyp
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(9, 5))
@@ -142,8 +142,10 @@ def test_ctc_prefix_recursion_ends_at_the_sequence_probability() -> None:
     for seq in [(1, 2, 2), (3,), (4, 1, 4, 1)]:
         h = _Hyp((), 0.0, 0.0, np.full(9, -1e30), np.cumsum(x[:, 0]))
         for t in seq:
-            nxt = _Hyp((*h.ids, t), 0.0, 0.0)
-            _ctc_extend(x, [h], [t], [nxt], blank=0)
+            assert h.r_n is not None and h.r_b is not None
+            r_n, r_b, psi = _ctc_scores(x, h.r_n[None], h.r_b[None], np.array([t]),
+                                        np.array([h.ids[-1] if h.ids else -1]), np.array([not h.ids]), blank=0)
+            nxt = _Hyp((*h.ids, t), 0.0, 0.0, r_n[0], r_b[0], float(psi[0]))
             assert nxt.psi >= float(ctc_sequence_logp(x, [nxt.ids])[0]) - 1e-9  # a prefix is at least as likely
             h = nxt
         assert h.r_n is not None and h.r_b is not None
