@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check torch==2.13.0
-	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,train,dev,mic,web]'
+	$(PY) -m pip install -q --disable-pip-version-check -e '.[cpu,train,dev,mic,web,ray]'
 	# silero-vad's wheel carries the VAD ONNX model; --no-deps keeps its torch requirement out of the base install
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps 'silero-vad>=5.1'
 	@touch $(STAMP)

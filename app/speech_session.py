@@ -115,16 +115,20 @@ class SpeechModels:
     """Loaded once and shared by every pipeline made from it: ASR, VAD and translation models.
 
     With ``batching`` (a server's many streams), the CTranslate2 translations of all pipelines made from it run as
-    cross-stream batches (:mod:`app.batching`); results are the same as without.
+    cross-stream batches (:mod:`app.batching`); results are the same as without. ``translators`` replaces the
+    cache the policies take their translation models from (e.g. :class:`app.server.ray_serve.RemoteModelCache`,
+    whose models run in other processes).
     """
 
-    def __init__(self, cfg: SpeechConfig, *, batching: BatchingOptions | None = None) -> None:
+    def __init__(self, cfg: SpeechConfig, *, batching: BatchingOptions | None = None,
+                 translators: ModelCache | None = None) -> None:
         from models.vad.silero import SileroVad, VadModelError
 
         self.cfg = cfg
         self.batching = batching
         self.asr = load_asr(cfg)
-        self.translators = ModelCache(wrap=self._batched if batching is not None else None)
+        self.translators = (translators if translators is not None
+                            else ModelCache(wrap=self._batched if batching is not None else None))
         try:
             self.vad = SileroVad(threads=1)
         except VadModelError as e:

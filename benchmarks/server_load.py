@@ -4,11 +4,14 @@
         [--soak-minutes 30] [--out benchmarks/results/server_load]
     .venv/bin/python -m benchmarks.server_load --modes unbatched,batched,batched-2procs \
         --ks 8,16,24,32,40,48,56,64 --soak-minutes 0 --out benchmarks/results/server_batching
+    .venv/bin/python -m benchmarks.server_load --modes unbatched,batched,batched-2procs,ray \
+        --ks 16,24,32,40,48 --soak-minutes 0 --out benchmarks/results/server_ray
 
 ``--modes`` runs the capacity test once per server configuration, one after the other, on the same audio and
 models: ``unbatched`` (``serve --batching off``: every session calls the models alone), ``batched`` (``--batching
 on``: VAD frames and translations of all sessions in shared batches), and the same two with ``--procs 2`` (two
-server processes on one port).
+server processes on one port), and ``ray`` (``serve --ray`` on a private one-machine Ray cluster: two ingress
+replicas and one batching translation replica).
 
 1. Capacity: for K = 1, 2, 4, … client processes, each streams a recording in real time (100 ms PCM frames,
    paced by the wall clock) and timestamps every caption it receives. Caption delay = receive time − the wall
@@ -139,21 +142,23 @@ def start_server(port: int, policy: str, workers: int, asr_profile: str = "defau
                  batching: str = "on", extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("simulsub")
     procs = int(extra[extra.index("--procs") + 1]) if "--procs" in extra else 1
+    on_ray = "--ray" in extra
     # 64 sessions per process: the kernel spreads connections unevenly, no stream may be refused for a full process
+    # (with --ray, --max-sessions is per ingress replica already)
     proc = subprocess.Popen([str(exe), "serve", "--port", str(port), "--policy", policy,
-                             "--max-sessions", str(64 * procs),
+                             "--max-sessions", str(64 if on_ray else 64 * procs),
                              "--workers", str(workers), "--sessions-dir", "", "--asr-profile", asr_profile,
                              "--batching", batching, *extra],
                             stdout=subprocess.PIPE, stderr=tempfile.TemporaryFile())  # noqa: SIM115 (lives as long as the server)
-    deadline = time.time() + 120
-    if procs > 1:  # every process must be listening, or the first would get all the early connections
-        ready = 0
+    deadline = time.time() + 240
+    if procs > 1 or on_ray:  # every process must be listening, or the first would get all the early connections
+        ready, needed, marker = 0, (1 if on_ray else procs), ("Ray Serve app" if on_ray else "listening on")
         assert proc.stdout is not None
-        while ready < procs and time.time() < deadline:
+        while ready < needed and time.time() < deadline:
             line = proc.stdout.readline().decode()
             if not line and proc.poll() is not None:
                 raise RuntimeError(f"server exited: {_stderr(proc)}")
-            ready += "listening on" in line
+            ready += marker in line
     threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
     while time.time() < deadline:
         try:
@@ -164,7 +169,7 @@ def start_server(port: int, policy: str, workers: int, asr_profile: str = "defau
                 raise RuntimeError(f"server exited: {_stderr(proc)}") from None
             time.sleep(0.5)
     proc.kill()
-    raise RuntimeError("server did not start in 120 s")
+    raise RuntimeError("server did not start in 240 s")
 
 
 def _stderr(proc: subprocess.Popen[bytes]) -> str:
@@ -260,6 +265,9 @@ MODES: dict[str, tuple[str, tuple[str, ...]]] = {
     "batched": ("on", ()),
     "batched-2procs": ("on", ("--procs", "2")),
     "unbatched-2procs": ("off", ("--procs", "2")),
+    # Ray Serve on this machine (a private cluster): two ingress replicas (the sessions), one batching translation
+    # replica shared by both
+    "ray": ("on", ("--ray", "--ray-address", "local", "--replicas", "2", "--translation-replicas", "1")),
 }
 """Server configurations ``--modes`` can compare, all on the same audio and models."""
 
@@ -311,7 +319,7 @@ def main() -> None:
                 soak_rss = soak(url, server.pid, pcm_all, args.soak_minutes)
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            server.wait(timeout=90)
         ok = [r["K"] for r in rows if r["p95_s"] is not None and r["p95_s"] <= args.delay_limit]
         runs[mode] = {"batching": batching, "serve_options": list(extra), "capacity": rows,
                       "max_realtime_sessions": max(ok) if ok else 0}
@@ -333,7 +341,8 @@ def render_markdown(result: dict[str, Any], *, soak_minutes: float) -> list[str]
     """The report: one table per mode, the capacity of each, the soak."""
     meta = result["meta"]
     limit = meta["delay_limit_s"]
-    lines = [f"# simulsub serve under load ({meta['policy']}, ASR profile {meta['asr_profile']}, "
+    modes = f": {', '.join(result['modes'])}" if len(result["modes"]) > 1 else ""
+    lines = [f"# simulsub serve under load{modes} ({meta['policy']}, ASR profile {meta['asr_profile']}, "
              f"{meta['workers']} model threads, {meta['cpus']} CPUs)", "",
              f"Command: `{meta['command']}`", ""]
     f = (lambda v: "–" if v is None else f"{v:.2f}")  # noqa: E731

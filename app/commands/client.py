@@ -14,10 +14,13 @@ import threading
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from app.audio_sources import AudioChunk, file_source, list_input_devices, microphone_source, paced, parse_device
-from app.errors import UserError
+from app.errors import UserError, check_range
 from app.policies import policy_names
 from app.sinks import CaptionView, SrtFile
+from app.stream_resume import StreamResume, resumable
 from streaming.pcm import encode_pcm16
 from streaming.types import SAMPLE_RATE
 
@@ -35,6 +38,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--token", help="server token (sent as 'Authorization: Bearer')")
     p.add_argument("--srt", metavar="OUT.srt", help="write the final captions as SRT")
     p.add_argument("--json", action="store_true", help="print every server message as one JSON line")
+    p.add_argument("--reconnect", type=int, default=5, metavar="N",
+                   help="when the connection drops (server process or replica gone, network cut), resume on a new "
+                        "session up to N times in a row: the audio since the last final is sent again and the "
+                        "captions go on (default 5; 0: end with an error)")
     p.set_defaults(run=run)
 
 
@@ -76,27 +83,73 @@ class CaptionPrinter:
 
 
 async def stream(url: str, chunks: Any, printer: CaptionPrinter, *, policy: str | None, token: str | None,
-                 stop_event: threading.Event | None = None) -> None:
-    """Connect (token as an ``Authorization: Bearer`` header) and run the exchange; a connection that ends
-    before the summary is a :class:`UserError` naming the server's close code and reason."""
+                 stop_event: threading.Event | None = None, reconnect: int = 0) -> None:
+    """Connect (token as an ``Authorization: Bearer`` header) and run the exchange. A connection that ends before
+    the summary is resumed on a new session up to ``reconnect`` times in a row (:mod:`app.stream_resume`), else it
+    is a :class:`UserError` naming the server's close code and reason."""
+    from websockets.exceptions import ConnectionClosed
+
+    resume = StreamResume()
+    iterator = iter(chunks)
+    replay: np.ndarray | None = None
+    failures = 0
+    while True:
+        try:
+            ws = await _connect(url, token)
+        except UserError:
+            if replay is None or failures >= reconnect:
+                raise
+            failures += 1
+            await asyncio.sleep(_backoff_s(failures))
+            continue
+        try:
+            await _exchange(ws, iterator, printer, resume, policy=policy, stop_event=stop_event, replay=replay)
+            return
+        except ConnectionClosed as e:
+            if printer.summary is not None:
+                return
+            code, reason = _close_code(e)
+            if failures >= reconnect or not resumable(code, reason):
+                raise UserError(f"the server closed the connection: {describe_close(e)}") from None
+            failures = 0 if resume.finals_since_resume else failures
+            failures += 1
+            replay = resume.resume()
+            print(f"simulsub client: connection lost ({describe_close(e)}); resuming on a new session "
+                  f"(attempt {failures} of {reconnect}, {replay.size / SAMPLE_RATE:.1f} s of audio sent again)",
+                  file=sys.stderr, flush=True)
+            await asyncio.sleep(_backoff_s(failures))
+        finally:
+            await ws.close()
+
+
+async def _connect(url: str, token: str | None) -> Any:
     from websockets.asyncio.client import connect
-    from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
+    from websockets.exceptions import InvalidHandshake, InvalidURI
 
     headers = {"Authorization": f"Bearer {token}"} if token else None
     try:
         # pings keep the connection alive but never time out: while the server computes a backlog (--fast),
         # its pongs wait behind our own audio, and a timeout would drop a healthy session
-        ws = await asyncio.wait_for(connect(url, additional_headers=headers, max_size=1 << 22, ping_interval=20,
-                                            ping_timeout=None, open_timeout=None), timeout=30)
+        return await asyncio.wait_for(connect(url, additional_headers=headers, max_size=1 << 22, ping_interval=20,
+                                              ping_timeout=None, open_timeout=None), timeout=30)
     except (OSError, InvalidURI, InvalidHandshake, TimeoutError) as e:
         raise UserError(f"cannot connect to {url}: {e or 'no answer within 30 s'}") from None
+
+
+def _backoff_s(attempt: int) -> float:
+    return min(5.0, 0.25 * 2 ** attempt)
+
+
+def _close_code(e: Exception) -> tuple[int | None, str | None]:
+    """The close code the server sent (None: no close frame) and the ``code`` of its JSON reason."""
+    rcvd = getattr(e, "rcvd", None)
+    if rcvd is None:
+        return None, None
     try:
-        await _exchange(ws, chunks, printer, policy=policy, stop_event=stop_event)
-    except ConnectionClosed as e:
-        if printer.summary is None:
-            raise UserError(f"the server closed the connection: {describe_close(e)}") from None
-    finally:
-        await ws.close()
+        reason = json.loads(rcvd.reason)
+    except ValueError:
+        reason = None
+    return int(rcvd.code), (str(reason.get("code")) if isinstance(reason, dict) else None)
 
 
 def describe_close(e: Exception) -> str:
@@ -112,9 +165,10 @@ def describe_close(e: Exception) -> str:
     return f"code {rcvd.code}" + (f" ({detail})" if detail else "")
 
 
-async def _exchange(ws: Any, chunks: Any, printer: CaptionPrinter, *, policy: str | None,
-                    stop_event: threading.Event | None) -> None:
-    """Send ``start``, the PCM of every chunk, then ``stop``; hand every server message to ``printer``."""
+async def _exchange(ws: Any, chunks: Any, printer: CaptionPrinter, resume: StreamResume, *, policy: str | None,
+                    stop_event: threading.Event | None, replay: np.ndarray | None = None) -> None:
+    """Send ``start``, ``replay`` (a resumed session's audio since the last final), the PCM of every chunk, then
+    ``stop``; hand every server message to ``printer`` in the client's stream time."""
     start: dict[str, Any] = {"type": "start", "sample_rate": SAMPLE_RATE}
     if policy:
         start["policy"] = policy
@@ -127,30 +181,40 @@ async def _exchange(ws: Any, chunks: Any, printer: CaptionPrinter, *, policy: st
             except ValueError:
                 continue  # not ours: ignore rather than fail the stream
             if isinstance(msg, dict):
-                printer.handle(msg)
+                printer.handle(resume.received(msg))
 
     receiver = asyncio.create_task(receive())
     loop = asyncio.get_running_loop()
-    iterator = iter(chunks)
 
     def next_chunk() -> AudioChunk | None:
         if stop_event is not None and stop_event.is_set():
             return None
-        return next(iterator, None)
+        return next(chunks, None)
 
+    async def send(samples: np.ndarray) -> None:
+        resume.sent(samples)  # before sending: audio lost with the connection is sent again on the next one
+        await ws.send(encode_pcm16(samples))
+
+    if replay is not None:
+        for i in range(0, replay.size, REPLAY_SAMPLES):
+            await send(replay[i : i + REPLAY_SAMPLES])
     while (chunk := await loop.run_in_executor(None, next_chunk)) is not None:
         if receiver.done():
             break
-        await ws.send(encode_pcm16(chunk.samples))
+        await send(chunk.samples)
     if not receiver.done():
         await ws.send(json.dumps({"type": "stop"}))
     await receiver
+
+
+REPLAY_SAMPLES = SAMPLE_RATE  # a resumed session's replayed audio goes in 1 s messages
 
 
 def run(args: argparse.Namespace) -> int:
     if args.list_devices:
         print(list_input_devices())
         return 0
+    check_range("--reconnect", args.reconnect, 0, 1000)
     if args.file:
         if not Path(args.file).is_file():
             raise UserError(f"audio file {args.file} does not exist")
@@ -161,7 +225,8 @@ def run(args: argparse.Namespace) -> int:
         chunks = microphone_source(parse_device(args.device))
     printer = CaptionPrinter(SrtFile.open(args.srt) if args.srt else None, args.json)
     try:
-        asyncio.run(stream(args.url, chunks, printer, policy=args.policy, token=args.token))
+        asyncio.run(stream(args.url, chunks, printer, policy=args.policy, token=args.token,
+                           reconnect=args.reconnect))
     except KeyboardInterrupt:
         pass
     except BaseException as e:

@@ -40,6 +40,20 @@ def add_parser(sub: Any) -> None:
                    help="server processes sharing the port (SO_REUSEPORT), each with its own models and "
                         "ceil(max-sessions / procs) sessions: the sessions' Python work then uses that many cores "
                         "(default 1)")
+    p.add_argument("--ray", action="store_true",
+                   help="run as a Ray Serve application: WebSocket ingress replicas (the sessions) and translation "
+                        "replicas, on the cluster at --ray-address (docs/protocol.md, 'Ray Serve')")
+    p.add_argument("--ray-address", default="auto",
+                   help="--ray: the cluster ('auto': the one 'ray start --head' runs here; HOST:PORT; 'local': a "
+                        "private one-machine cluster for the life of this command)")
+    p.add_argument("--replicas", type=int, default=1,
+                   help="--ray: ingress replicas, each with --max-sessions sessions and --workers model threads "
+                        "(default 1)")
+    p.add_argument("--translation-replicas", type=int, default=1,
+                   help="--ray: translation replicas shared by all sessions (default 1; with --batching on each "
+                        "batches the calls it gets)")
+    p.add_argument("--max-replicas", type=int, default=0,
+                   help="--ray: autoscale each deployment from its replica count up to this many (default 0: fixed)")
     p.add_argument("--sessions-dir", default="work/sessions",
                    help="where each session's finals are persisted as JSONL + SRT ('' to disable)")
     p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
@@ -52,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from app.server.server import CaptionServer, ServerOptions
 
     if args.procs != 1:
+        if args.ray:
+            raise UserError("--procs and --ray exclude each other (with --ray, scale with --replicas)")
         from app.server.processes import serve_processes
 
         return serve_processes(run, args)
@@ -66,7 +82,17 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, batching=batching,
                             out_dir=Path(args.sessions_dir) if args.sessions_dir else None,
                             origins=tuple(args.allow_origin) if args.allow_origin else None,
-                            reuse_port=args.reuse_port)
+                            reuse_port=args.reuse_port, remote_translation=args.ray)
+    if args.ray:
+        _ray_token_auth()
+        try:
+            from app.server.ray_serve import RayPlan, serve_on_ray
+        except ImportError as e:
+            raise UserError(f"--ray needs Ray Serve ({e}): pip install 'ray[serve]' (make setup installs it)") \
+                from None
+        plan = RayPlan(ingress_replicas=args.replicas, translation_replicas=args.translation_replicas,
+                       max_replicas=args.max_replicas, batching=batching)
+        return serve_on_ray(args, speech_config(args), options, plan)
     models = SpeechModels(speech_config(args), batching=batching)
     server = CaptionServer(models, options)
     try:
@@ -79,6 +105,16 @@ def run(args: argparse.Namespace) -> int:
             logger.info("batches: %s", models.batch_stats())
         models.close()
     return 0
+
+
+RAY_TOKEN_FILE = Path.home() / ".ray" / "auth_token"  # where Ray keeps the token of the clusters it starts
+
+
+def _ray_token_auth() -> None:
+    """Token authentication on when a Ray token is at hand (``ray start`` turns it on for its cluster, but a
+    driver that connects must say so, before Ray is imported): ``RAY_AUTH_MODE`` set by the user wins."""
+    if "RAY_AUTH_MODE" not in os.environ and (RAY_TOKEN_FILE.is_file() or "RAY_AUTH_TOKEN" in os.environ):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 async def _serve(server: Any) -> None:

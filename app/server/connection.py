@@ -25,11 +25,11 @@ import logging
 import secrets
 import socket
 import time
+from collections.abc import Awaitable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
@@ -75,6 +75,24 @@ def peer_reset(sock: socket.socket) -> bool:
     return False
 
 
+class ClientSocket(Protocol):
+    """What a connection needs of its WebSocket: websockets' ``ServerConnection``, or
+    :class:`app.server.asgi_socket.AsgiSocket` (an ASGI WebSocket, e.g. behind Ray Serve's proxy). ``recv`` raises
+    ``websockets.exceptions.ConnectionClosed`` once the connection has ended, with ``rcvd`` set when the client
+    sent a close frame; ``transport`` is None where no socket is at hand (no TCP reset checks then)."""
+
+    @property
+    def transport(self) -> Any: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def ping(self) -> Awaitable[float]: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
 class TooManyErrors(SimulsubError):
     """The client sent more invalid messages than the server tolerates."""
 
@@ -101,7 +119,7 @@ class TokenBucket:
 class Connection:
     """Serves one client; :meth:`run` returns when the socket is closed."""
 
-    def __init__(self, server: CaptionServer, ws: ServerConnection) -> None:
+    def __init__(self, server: CaptionServer, ws: ClientSocket) -> None:
         self.server = server
         self.options = server.options
         self.ws = ws
@@ -383,9 +401,11 @@ class Connection:
         A paused reader does not read the socket, so neither websockets nor asyncio notice a reset until the
         session's backlog has been computed; the kernel knows at once (TCP state CLOSE, or a pending socket
         error). A half-closed connection (FIN) is left alone: its client may still read the captions."""
-        sock = self.ws.transport.get_extra_info("socket") if self.ws.transport is not None else None
+        sock: socket.socket | None = (self.ws.transport.get_extra_info("socket")
+                                      if self.ws.transport is not None else None)
         if sock is None:
             await asyncio.Future()  # no socket to look at: never returns (cancelled with the session)
+            return
         while True:
             await asyncio.sleep(PEER_CHECK_S)
             if inbox.blocked and peer_reset(sock):

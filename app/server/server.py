@@ -88,6 +88,7 @@ class ServerOptions:
     workers: int = 2
     batching: BatchingOptions | None = None  # cross-session batches of translations (app.batching)
     reuse_port: bool = False  # SO_REUSEPORT: one of several processes on the same port (serve --procs)
+    remote_translation: bool = False  # translations run in other processes (serve --ray): threads wait for them
     out_dir: Path | None = Path("work/sessions")
     origins: tuple[str, ...] | None = None
     start_timeout_s: float = 10.0  # from connecting to a valid start; invalid messages do not extend it
@@ -116,11 +117,11 @@ class ServerOptions:
 
     @property
     def session_threads(self) -> int:
-        """Threads running the sessions' pipelines: ``workers`` without batching; with batching
-        ``BATCH_THREADS_PER_WORKER`` × ``workers`` (at most one per session), so that translations of several
-        sessions can wait in one batch while others compute, without every session contending for the
-        interpreter lock at once."""
-        if self.batching is None:
+        """Threads running the sessions' pipelines: ``workers`` without batching; with batching or remote
+        translation ``BATCH_THREADS_PER_WORKER`` × ``workers`` (at most one per session), so that translations of
+        several sessions can wait (in one batch, or for another process) while others compute, without every
+        session contending for the interpreter lock at once."""
+        if self.batching is None and not self.remote_translation:
             return self.workers
         return max(self.workers, min(self.max_sessions, BATCH_THREADS_PER_WORKER * self.workers))
 
@@ -146,6 +147,41 @@ class JsonCloseConnection(ServerConnection):
 def default_origins(port: int) -> tuple[str, ...]:
     hosts = ("localhost", "127.0.0.1", "[::1]")
     return tuple(f"{scheme}://{h}{p}" for scheme in ("http", "https") for h in hosts for p in ("", f":{port}"))
+
+
+def offered_token(authorization: str, protocols: Sequence[str]) -> str | None:
+    """The token a client offers: ``Authorization: Bearer T``, else a ``simulsub.token.<base64url T>`` entry of
+    its ``Sec-WebSocket-Protocol`` headers (``protocols``: each header's value)."""
+    scheme, _, value = authorization.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    for offer in protocols:
+        for proto in (p.strip() for p in offer.split(",")):
+            if proto.startswith(TOKEN_SUBPROTOCOL):
+                encoded = proto[len(TOKEN_SUBPROTOCOL):]
+                try:
+                    return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
+                except (ValueError, UnicodeDecodeError):
+                    return None
+    return None
+
+
+def handshake_refusal(options: ServerOptions, *, authorization: str, protocols: Sequence[str], origin: str | None,
+                      path: str) -> tuple[HTTPStatus, str] | None:
+    """Why a WebSocket handshake is refused (HTTP status, body), or None to accept it: the token when the server
+    has one (never from the URL), then the browser ``Origin``. Shared by the websockets server and the Ray Serve
+    ingress (:mod:`app.server.ray_serve`)."""
+    if options.token:
+        offered = offered_token(authorization, protocols)
+        if offered is None and "token=" in urlparse(path).query:
+            return (HTTPStatus.UNAUTHORIZED, "tokens in the URL are not accepted (they end up in logs): send "
+                    "'Authorization: Bearer T' or the 'simulsub.token.<base64url T>' subprotocol\n")
+        if offered is None or not hmac.compare_digest(offered.encode(), options.token.encode()):
+            return HTTPStatus.UNAUTHORIZED, "a valid token is required\n"
+    allowed = options.origins or default_origins(options.port)
+    if origin is not None and origin not in allowed and "*" not in allowed:
+        return HTTPStatus.FORBIDDEN, f"origin {echo(origin)} is not allowed (--allow-origin)\n"
+    return None
 
 
 @dataclass
@@ -177,37 +213,13 @@ class CaptionServer:
         self._server: Server | None = None
 
     # -- handshake ------------------------------------------------------------------------------------
-    def _offered_token(self, request: Request) -> str | None:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-        for offer in request.headers.get_all("Sec-WebSocket-Protocol"):
-            for proto in (p.strip() for p in offer.split(",")):
-                if proto.startswith(TOKEN_SUBPROTOCOL):
-                    encoded = proto[len(TOKEN_SUBPROTOCOL):]
-                    try:
-                        return base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4)).decode("utf-8")
-                    except (ValueError, UnicodeDecodeError):
-                        return None
-        return None
-
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
         if request.headers.get("Upgrade", "").lower() != "websocket":
             return static_response(request.path, self.static)  # the caption pages: no secrets, no token
-        if self.options.token:
-            offered = self._offered_token(request)
-            if offered is None and "token=" in urlparse(request.path).query:
-                return connection.respond(HTTPStatus.UNAUTHORIZED, "tokens in the URL are not accepted (they "
-                                          "end up in logs): send 'Authorization: Bearer T' or the "
-                                          "'simulsub.token.<base64url T>' subprotocol\n")
-            if offered is None or not hmac.compare_digest(offered.encode(), self.options.token.encode()):
-                return connection.respond(HTTPStatus.UNAUTHORIZED, "a valid token is required\n")
-        origin = request.headers.get("Origin")
-        allowed = self.options.origins or default_origins(self.options.port)
-        if origin is not None and origin not in allowed and "*" not in allowed:
-            return connection.respond(HTTPStatus.FORBIDDEN, f"origin {echo(origin)} is not allowed "
-                                      "(--allow-origin)\n")
-        return None
+        refusal = handshake_refusal(self.options, authorization=request.headers.get("Authorization", ""),
+                                    protocols=request.headers.get_all("Sec-WebSocket-Protocol"),
+                                    origin=request.headers.get("Origin"), path=request.path)
+        return connection.respond(*refusal) if refusal is not None else None
 
     @staticmethod
     def _select_subprotocol(connection: ServerConnection, offered: Sequence[Subprotocol]) -> Subprotocol | None:
