@@ -122,8 +122,10 @@ def test_invalid_messages_end_a_session_after_max_errors(quick: Running) -> None
         ws.send(json.dumps({"type": "start", "sample_rate": 16000, "input": "text"}))
         codes = []
         with pytest.raises(ConnectionClosed) as e:
-            for _ in range(30):
-                ws.send(b"\x00\x01")
+            # the server may close before the 30th frame is sent; its error events are still queued here
+            with contextlib.suppress(ConnectionClosed):
+                for _ in range(30):
+                    ws.send(b"\x00\x01")
             while True:
                 codes.append(json.loads(ws.recv(timeout=5)).get("code"))
     assert codes.count("wrong_input") == 21 and "too_many_errors" in codes
