@@ -140,16 +140,22 @@ def _backoff_s(attempt: int) -> float:
     return min(5.0, 0.25 * 2 ** attempt)
 
 
+def _json_reason(rcvd: Any) -> dict[str, Any] | None:
+    """The server's JSON close reason (``{"code": ..., "message": ...}``), None when it sent another."""
+    try:
+        reason = json.loads(rcvd.reason)
+    except ValueError:
+        return None
+    return reason if isinstance(reason, dict) else None
+
+
 def _close_code(e: Exception) -> tuple[int | None, str | None]:
     """The close code the server sent (None: no close frame) and the ``code`` of its JSON reason."""
     rcvd = getattr(e, "rcvd", None)
     if rcvd is None:
         return None, None
-    try:
-        reason = json.loads(rcvd.reason)
-    except ValueError:
-        reason = None
-    return int(rcvd.code), (str(reason.get("code")) if isinstance(reason, dict) else None)
+    reason = _json_reason(rcvd)
+    return int(rcvd.code), (str(reason.get("code")) if reason is not None else None)
 
 
 def describe_close(e: Exception) -> str:
@@ -157,11 +163,8 @@ def describe_close(e: Exception) -> str:
     rcvd = getattr(e, "rcvd", None)
     if rcvd is None:
         return "no close frame (the connection was cut)"
-    try:
-        reason = json.loads(rcvd.reason)
-        detail = f"{reason.get('code')}: {reason.get('message')}" if isinstance(reason, dict) else rcvd.reason
-    except ValueError:
-        detail = rcvd.reason
+    reason = _json_reason(rcvd)
+    detail = f"{reason.get('code')}: {reason.get('message')}" if reason is not None else rcvd.reason
     return f"code {rcvd.code}" + (f" ({detail})" if detail else "")
 
 

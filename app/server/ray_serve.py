@@ -199,23 +199,16 @@ class TranslationStage:
 
     def _run(self, key: tuple[object, ...], load_blob: bytes, method: str, args: tuple[Any, ...],
              kwargs: dict[str, Any]) -> Any:
-        model = self._model(key, load_blob)
-        if method == "load":
-            return None
-        if method not in REMOTE_METHODS:
+        if method != "load" and method not in REMOTE_METHODS:
             raise ValueError(f"the translation stage has no method {method!r}")
-        return getattr(model, method)(*args, **kwargs)
+        model = self._model(key, load_blob)
+        return None if method == "load" else getattr(model, method)(*args, **kwargs)
 
     async def call(self, key: tuple[object, ...], load_blob: bytes, method: str, args: tuple[Any, ...],
                    kwargs: dict[str, Any]) -> Any:
         """``method(*args, **kwargs)`` of the model under ``key`` (``load``: only load it)."""
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self.pool, self._run, key, load_blob, method, args, kwargs)
-
-    def batch_stats(self) -> dict[str, dict[str, object]]:
-        """What this replica's batchers did (empty without batching)."""
-        return {str(i): m.batcher.stats.to_json() for i, m in enumerate(self.cache.values())
-                if isinstance(m, BatchedTranslator)}
 
 
 ingress_app = FastAPI(title="simulsub captions", docs_url=None, redoc_url=None, openapi_url=None)
