@@ -6,6 +6,8 @@
         --ks 8,16,24,32,40,48,56,64 --soak-minutes 0 --out benchmarks/results/server_batching
     .venv/bin/python -m benchmarks.server_load --modes unbatched,batched,batched-2procs,ray \
         --ks 16,24,32,40,48 --soak-minutes 0 --out benchmarks/results/server_ray
+    .venv/bin/python -m benchmarks.server_load --combine RUN1.json,RUN2.json,RUN3.json \
+        --out benchmarks/results/server_procs_runs
 
 ``--modes`` runs the capacity test once per server configuration, one after the other, on the same audio and
 models: ``unbatched`` (``serve --batching off``: every session calls the models alone), ``batched`` (``--batching
@@ -158,7 +160,7 @@ def start_server(port: int, policy: str, workers: int, asr_profile: str = "defau
             line = proc.stdout.readline().decode()
             if not line and proc.poll() is not None:
                 raise RuntimeError(f"server exited: {_stderr(proc)}")
-            ready += marker in line
+            ready += line.count(marker)  # two processes may write at once
     threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
     while time.time() < deadline:
         try:
@@ -289,7 +291,21 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("benchmarks/results/server_load"))
     ap.add_argument("--render", type=Path, metavar="OUT.json",
                     help="only rewrite OUT.md and OUT.png from an earlier run's OUT.json")
+    ap.add_argument("--combine", metavar="A.json,B.json,...",
+                    help="only summarise repeated runs (their OUT.json files) as --out .md/.json/.png: the capacity "
+                         "of every mode in every run and its spread")
     args = ap.parse_args()
+    if args.combine:
+        results = [json.loads(Path(f).read_text(encoding="utf-8")) for f in args.combine.split(",") if f]
+        command = " ".join(["python -m benchmarks.server_load", *sys.argv[1:]])
+        combined = {"command": command, "runs": results}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.with_suffix(".json").write_text(json.dumps(combined, indent=2) + "\n", encoding="utf-8")
+        lines = render_spread(combined)
+        args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        plot_spread(combined, args.out.with_suffix(".png"))
+        print("\n".join(lines))
+        return
     if args.render is not None:
         done = json.loads(args.render.read_text(encoding="utf-8"))
         args.render.with_suffix(".md").write_text(
@@ -367,6 +383,61 @@ def render_markdown(result: dict[str, Any], *, soak_minutes: float) -> list[str]
         lines += [f"Soak ({first}): {soak_minutes:.0f} min of audio in one accelerated session; server RSS "
                   f"{rss[0]:.0f} → {rss[-1]:.0f} MiB (min {min(rss):.0f}, max {max(rss):.0f})."]
     return lines
+
+
+def render_spread(combined: dict[str, Any]) -> list[str]:
+    """Repeated runs of the same modes: each run's capacity per mode, the spread, and p95 per K and run."""
+    runs = combined["runs"]
+    meta = runs[0]["meta"]
+    limit = meta["delay_limit_s"]
+    modes = list(runs[0]["modes"])
+    lines = [f"# simulsub serve capacity over {len(runs)} runs ({meta['policy']}, ASR profile {meta['asr_profile']}, "
+             f"{meta['workers']} model threads, {meta['cpus']} CPUs, {meta['seconds_per_client']:g} s per stream)", "",
+             f"Each run: `{meta['command']}`; summarised with `{combined['command']}`.", "",
+             f"Largest K with p95 caption delay ≤ {limit:g} s, run by run (modes one after the other in each run, on "
+             "the same audio and models):", "",
+             "| configuration | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " | min–max |",
+             "|---|" + "---:|" * (len(runs) + 1)]
+    for mode in modes:
+        caps = [r["modes"][mode]["max_realtime_sessions"] for r in runs if mode in r["modes"]]
+        lines.append(f"| {mode} | " + " | ".join(f"**{c}**" for c in caps) + f" | {min(caps)}–{max(caps)} |")
+    for mode in modes:
+        ks = sorted({row["K"] for r in runs for row in r["modes"][mode]["capacity"]})
+        lines += ["", f"p95 caption delay (s) of {mode}:", "",
+                  "| K streams | " + " | ".join(f"run {i + 1}" for i in range(len(runs))) + " |",
+                  "|---:|" + "---:|" * len(runs)]
+        for k in ks:
+            cells = []
+            for r in runs:
+                row = next((x for x in r["modes"][mode]["capacity"] if x["K"] == k), None)
+                cells.append("–" if row is None or row["p95_s"] is None else f"{row['p95_s']:.2f}")
+            lines.append(f"| {k} | " + " | ".join(cells) + " |")
+    lines += ["", "A run stops raising K for a mode at the first K past the limit (–: not reached)."]
+    return lines
+
+
+def plot_spread(combined: dict[str, Any], path: Path) -> None:
+    """p95 caption delay against concurrent streams: one colour per mode, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    runs = combined["runs"]
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for m, mode in enumerate(runs[0]["modes"]):
+        for i, r in enumerate(runs):
+            rows = [x for x in r["modes"][mode]["capacity"] if x["p95_s"] is not None]
+            ax.plot([x["K"] for x in rows], [x["p95_s"] for x in rows], "o-", color=f"C{m}", alpha=0.8,
+                    label=mode if i == 0 else None)
+    ax.axhline(runs[0]["meta"]["delay_limit_s"], color="grey", lw=0.8)
+    ax.set_yscale("log")
+    ax.set_xlabel("concurrent real-time streams")
+    ax.set_ylabel("p95 caption delay (s)")
+    ax.set_title(f"{len(runs)} runs")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def plot(result: dict[str, Any], path: Path) -> None:

@@ -29,17 +29,17 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--workers", type=int, default=2, help="model threads shared by all sessions (default 2)")
     p.add_argument("--batching", choices=("on", "off"), default="off",
                    help="on: the CTranslate2 translations of a process's sessions run as shared batches (same "
-                        "captions; with --procs 2 on 2 cores: 48 real-time streams instead of 40, "
-                        "benchmarks/results/server_batching.md); off: every session calls the models alone (default)")
+                        "captions; benchmarks/results/server_procs_runs.md); off: every session calls the models "
+                        "alone (default)")
     p.add_argument("--batch-window-ms", type=float, default=BatchingOptions.window_ms,
                    help="how long a request waits for others to join its batch, ms (default "
                         f"{BatchingOptions.window_ms:g}; 0: only what is already queued)")
     p.add_argument("--max-batch", type=int, default=BatchingOptions.max_batch,
                    help=f"requests per batched model call (default {BatchingOptions.max_batch})")
     p.add_argument("--procs", type=int, default=1,
-                   help="server processes sharing the port (SO_REUSEPORT), each with its own models and "
-                        "ceil(max-sessions / procs) sessions: the sessions' Python work then uses that many cores "
-                        "(default 1)")
+                   help="server processes, each with its own models and ceil(max-sessions / procs) sessions; this "
+                        "process listens and hands every connection to the one with the fewest: the sessions' "
+                        "Python work then uses that many cores (default 1)")
     p.add_argument("--ray", action="store_true",
                    help="run as a Ray Serve application: WebSocket ingress replicas (the sessions) and translation "
                         "replicas, on the cluster at --ray-address (docs/protocol.md, 'Ray Serve')")
@@ -59,10 +59,11 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--allow-origin", action="append", default=None, metavar="ORIGIN",
                    help="browser origin allowed to connect (repeatable; default: pages served from localhost)")
     add_speech_arguments(p)
-    p.set_defaults(run=run, reuse_port=False)  # True only in the children of --procs (app.server.processes)
+    p.set_defaults(run=run, handoff=None)  # a channel to the parent in the children of --procs (app.server.processes)
 
 
 def run(args: argparse.Namespace) -> int:
+    from app.server.handoff import HandoffReceiver
     from app.server.server import CaptionServer, ServerOptions
 
     if args.procs != 1:
@@ -82,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
                             workers=args.workers, batching=batching,
                             out_dir=Path(args.sessions_dir) if args.sessions_dir else None,
                             origins=tuple(args.allow_origin) if args.allow_origin else None,
-                            reuse_port=args.reuse_port, remote_translation=args.ray)
+                            remote_translation=args.ray)
     if args.ray:
         _ray_token_auth()
         try:
@@ -94,7 +95,8 @@ def run(args: argparse.Namespace) -> int:
                        max_replicas=args.max_replicas, batching=batching)
         return serve_on_ray(args, speech_config(args), options, plan)
     models = SpeechModels(speech_config(args), batching=batching)
-    server = CaptionServer(models, options)
+    handoff = HandoffReceiver(args.handoff) if args.handoff is not None else None
+    server = CaptionServer(models, options, handoff=handoff)
     try:
         asyncio.run(_serve(server))
     except KeyboardInterrupt:
@@ -120,9 +122,9 @@ def _ray_token_auth() -> None:
 async def _serve(server: Any) -> None:
     """Bind (a port in use is a UserError, before anything is printed), announce, serve until cancelled."""
     listening = await server.start()
-    if server.options.reuse_port:  # one of the processes of --procs N
-        print(f"simulsub serve: process {os.getpid()} listening on ws://{server.options.host}:{server.port}",
-              flush=True)
+    if server.handoff is not None:  # one of the processes of --procs N
+        print(f"simulsub serve: process {os.getpid()} listening on ws://{server.options.host}:{server.port} "
+              "(connections from the parent)", flush=True)
     else:
         print(f"simulsub serve: ws://{server.options.host}:{server.port} (Ctrl-C to stop)", flush=True)
     await listening.serve_forever()

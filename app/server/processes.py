@@ -1,14 +1,16 @@
-"""``simulsub serve --procs N``: N server processes on one port, so the Python work of many sessions uses N cores.
+"""``simulsub serve --procs N``: N server processes behind one port, so the Python work of many sessions uses N cores.
 
 One server process runs every session's pipeline logic (frontend, CIF, beam search over the ASR slots, the
 policy) under one interpreter lock: on a 2-core machine it saturates one core of Python long before the CPUs are
-busy. With ``--procs N`` the parent starts N children, each a complete server (its own models, batching and
-session limit ``ceil(max_sessions / N)``) bound to the same address with ``SO_REUSEPORT``; the kernel hands each
-new connection to one of them, and a session lives in that child from start to summary. The protocol is unchanged.
+busy. With ``--procs N`` the parent listens on the port and starts N children, each a complete server (its own
+models, batching and session limit ``ceil(max_sessions / N)``); the parent hands each new connection to the
+child with the fewest open connections (:mod:`app.server.handoff`), and a session lives in that child from
+start to summary. The protocol is unchanged.
 
 The parent supervises: a child that dies is started again (its sessions' finals are already on disk in the
-sessions directory; their clients see the connection drop and may reconnect). Ctrl-C or SIGTERM to the parent
-stops every child the way Ctrl-C stops a single server.
+sessions directory; their clients see the connection drop and may reconnect); connections wait in the kernel's
+queue while no child is ready. Ctrl-C or SIGTERM to the parent stops every child the way Ctrl-C stops a single
+server.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import logging
 import math
 import multiprocessing as mp
 import signal
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from app.server.handoff import Dispatcher, channel_pair, listen
 
 logger = logging.getLogger(__name__)
 
@@ -41,10 +46,13 @@ class ProcessPlan:
         return max(1, math.ceil(self.max_sessions / self.procs))
 
 
-def child_args(args: argparse.Namespace, plan: ProcessPlan) -> argparse.Namespace:
-    """A child's options: the parent's, one process, its share of the sessions, the shared port."""
+def child_args(args: argparse.Namespace, plan: ProcessPlan, channel: socket.socket | None = None,
+               port: int | None = None) -> argparse.Namespace:
+    """A child's options: the parent's, one process, its share of the sessions, its end of the hand-off channel
+    and the port the parent listens on."""
     d = dict(vars(args))
-    d.update(procs=1, max_sessions=plan.sessions_per_child, reuse_port=True)
+    d.update(procs=1, max_sessions=plan.sessions_per_child, handoff=channel,
+             port=args.port if port is None else port)
     return argparse.Namespace(**d)
 
 
@@ -73,43 +81,48 @@ def _child_main(run: Callable[[argparse.Namespace], int], args: argparse.Namespa
 
 
 class ProcessGroup:
-    """The children of one ``serve --procs N``: started, watched, restarted, stopped."""
+    """The children of one ``serve --procs N``: started, fed connections, watched, restarted, stopped."""
 
-    def __init__(self, run: Callable[[argparse.Namespace], int], args: argparse.Namespace, plan: ProcessPlan) -> None:
-        self.run, self.args, self.plan = run, args, plan
+    def __init__(self, run: Callable[[argparse.Namespace], int], args: argparse.Namespace, plan: ProcessPlan,
+                 dispatcher: Dispatcher) -> None:
+        self.run, self.args, self.plan, self.dispatcher = run, args, plan, dispatcher
         self.ctx = mp.get_context("spawn")  # no fork: the model runtimes hold threads
         self.children: list[Any] = []
         self.restarts = 0
         self._stopping = False
 
-    def _spawn(self) -> Any:
-        p = self.ctx.Process(target=_child_main, args=(self.run, child_args(self.args, self.plan)),
+    def _spawn(self, index: int) -> Any:
+        parent_end, child_end = channel_pair()
+        p = self.ctx.Process(target=_child_main,
+                             args=(self.run, child_args(self.args, self.plan, child_end, self.dispatcher.port)),
                              name="simulsub-serve", daemon=False)
-        p.start()
+        p.start()  # the child end travels to the child with its arguments
+        child_end.close()
+        self.dispatcher.attach(index, parent_end)
         return p
 
     def start(self) -> None:
-        self.children = [self._spawn() for _ in range(self.plan.procs)]
+        self.children = [self._spawn(i) for i in range(self.plan.procs)]
 
     def watch(self, *, poll_s: float = 0.5, until: Callable[[], bool] | None = None) -> None:
-        """Restart children that exit until :meth:`stop` (or ``until()`` is true)."""
-        last_restart = 0.0
+        """Hand off connections and restart children that exit, until :meth:`stop` (or ``until()`` is true)."""
+        next_restart = 0.0
         while not self._stopping and not (until is not None and until()):
+            self.dispatcher.poll(poll_s)
             for i, p in enumerate(self.children):
                 if p.is_alive() or self._stopping:
                     continue
-                if p.exitcode == 2:  # a usage error (port in use, bad option): restarting cannot help
+                if p.exitcode == 2:  # a usage error (a bad option): restarting cannot help
                     logger.error("a server process exited with a usage error; stopping")
                     self._stopping = True
                     break
-                wait = RESTART_BACKOFF_S - (time.monotonic() - last_restart)
-                if wait > 0:
-                    time.sleep(wait)
+                self.dispatcher.detach(i)
+                if time.monotonic() < next_restart:
+                    continue  # restarted on a later round
                 logger.warning("server process %d exited (code %s); starting it again", p.pid, p.exitcode)
-                self.children[i] = self._spawn()
+                self.children[i] = self._spawn(i)
                 self.restarts += 1
-                last_restart = time.monotonic()
-            time.sleep(poll_s)
+                next_restart = time.monotonic() + RESTART_BACKOFF_S
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """SIGTERM every child (a Ctrl-C for its server), then wait; kill what remains after ``timeout_s``."""
@@ -123,6 +136,7 @@ class ProcessGroup:
             if p.is_alive():
                 p.kill()
                 p.join(5)
+        self.dispatcher.close()
 
     @property
     def exitcode(self) -> int:
@@ -136,13 +150,12 @@ def serve_processes(run: Callable[[argparse.Namespace], int], args: argparse.Nam
 
     if not 1 <= args.procs <= MAX_PROCS:
         raise UserError(f"--procs must be 1..{MAX_PROCS} (got {args.procs})")
-    if args.port == 0:
-        raise UserError("--procs > 1 needs a fixed --port (the processes share it)")
     plan = ProcessPlan(args.procs, args.max_sessions)
-    group = ProcessGroup(run, args, plan)
+    dispatcher = Dispatcher(listen(args.host, args.port), plan.procs)
+    group = ProcessGroup(run, args, plan, dispatcher)
     signal.signal(signal.SIGTERM, _interrupt)
     group.start()
-    print(f"simulsub serve: ws://{args.host}:{args.port} ({plan.procs} processes, up to "
+    print(f"simulsub serve: ws://{args.host}:{dispatcher.port} ({plan.procs} processes, up to "
           f"{plan.sessions_per_child} sessions each; Ctrl-C to stop)", flush=True)
     try:
         group.watch()

@@ -11,10 +11,12 @@ finalised and persisted too. The HTTP side serves the caption pages of ``web/sta
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hmac
 import logging
-from collections.abc import Sequence
+import socket
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from pathlib import Path
@@ -29,6 +31,7 @@ from websockets.typing import Subprotocol
 from app.batching import BatchingOptions
 from app.errors import UserError
 from app.server.connection import Connection
+from app.server.handoff import HandoffReceiver, unreachable_listener
 from app.server.protocol import CLOSE_CODE_NAMES, StartRequest, close_reason, echo
 from app.server.scheduler import FairScheduler
 from app.server.session import StreamSession
@@ -87,7 +90,6 @@ class ServerOptions:
     idle_timeout_s: float = 120.0
     workers: int = 2
     batching: BatchingOptions | None = None  # cross-session batches of translations (app.batching)
-    reuse_port: bool = False  # SO_REUSEPORT: one of several processes on the same port (serve --procs)
     remote_translation: bool = False  # translations run in other processes (serve --ray): threads wait for them
     out_dir: Path | None = Path("work/sessions")
     origins: tuple[str, ...] | None = None
@@ -142,6 +144,12 @@ class JsonCloseConnection(ServerConnection):
 
         protocol.fail = json_fail
         super().__init__(protocol, *args, **kwargs)
+        self.on_lost: Callable[[], None] | None = None  # called once the TCP connection is closed
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        if self.on_lost is not None:
+            self.on_lost()
 
 
 def default_origins(port: int) -> tuple[str, ...]:
@@ -202,15 +210,20 @@ class ServerState:
 class CaptionServer:
     """Owns the shared models, the thread pool and the running websockets server."""
 
-    def __init__(self, models: SpeechModels, options: ServerOptions) -> None:
+    def __init__(self, models: SpeechModels, options: ServerOptions, *,
+                 handoff: HandoffReceiver | None = None) -> None:
+        """``handoff``: this is one of the processes of ``serve --procs``, its connections handed over by the
+        parent (which listens on ``options.port``)."""
         self.models = models
         self.options = options
+        self.handoff = handoff
         self.state = ServerState()
         self.scheduler = FairScheduler(options.session_threads)
         self.static = static_files()
         policy = models.cfg.policy  # the languages the server's translation model was loaded for
         self.language_pairs = ((policy.source_lang or "en", policy.target_lang or "de"),)
         self._server: Server | None = None
+        self._adopting: set[asyncio.Task[None]] = set()
 
     # -- handshake ------------------------------------------------------------------------------------
     def _process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -240,21 +253,58 @@ class CaptionServer:
 
     # -- lifecycle --------------------------------------------------------------------------------------
     async def start(self) -> Server:
+        """Listen on ``options.host:port``, or (a ``--procs`` child) take the connections the parent hands over."""
+        where: dict[str, Any] = ({"host": self.options.host, "port": self.options.port} if self.handoff is None
+                                 else {"sock": unreachable_listener()})
         try:
-            self._server = await serve(self.handler, self.options.host, self.options.port,
-                                       max_size=self.options.max_message_bytes, max_queue=4,
+            self._server = await serve(self.handler, max_size=self.options.max_message_bytes, max_queue=4,
                                        process_request=self._process_request, ping_interval=None,
                                        select_subprotocol=self._select_subprotocol,
-                                       create_connection=JsonCloseConnection,
-                                       reuse_port=self.options.reuse_port or None)
+                                       create_connection=self._connection,  # type: ignore[arg-type]  # a factory, as documented
+                                       **where)
         except OSError as e:
             raise UserError(f"cannot listen on {self.options.host}:{self.options.port}: {e.strerror or e} "
                             "(another server on that port? pick one with --port)") from None
+        if self.handoff is not None:
+            self.handoff.start(self._adopt, self._server.close)
         return self._server
+
+    def _connection(self, protocol: Any, server: Server, **kwargs: Any) -> JsonCloseConnection:
+        connection = JsonCloseConnection(protocol, server, **kwargs)
+        if self.handoff is not None:
+            connection.on_lost = self.handoff.closed
+        return connection
+
+    def _adopt(self, sock: socket.socket) -> None:
+        """Serve a connection the parent accepted, as if this server had accepted it."""
+        assert self._server is not None
+        # websockets has no call to adopt an accepted socket; asyncio's Server keeps the protocol factory that
+        # serve() built (the handshake, our connection class and handler) as ``_protocol_factory`` (3.7 and on)
+        factory = self._server.server._protocol_factory  # type: ignore[attr-defined]
+        made: list[JsonCloseConnection] = []
+
+        def protocol() -> JsonCloseConnection:
+            made.append(factory())
+            return made[-1]
+
+        async def adopt() -> None:
+            try:
+                await asyncio.get_running_loop().connect_accepted_socket(protocol, sock)
+            except OSError as e:  # reset before it was served
+                logger.debug("a handed-over connection failed: %s", e)
+                sock.close()
+                if not made and self.handoff is not None:  # else its connection_lost has reported it
+                    self.handoff.closed()
+
+        task = asyncio.get_running_loop().create_task(adopt())
+        self._adopting.add(task)
+        task.add_done_callback(self._adopting.discard)
 
     @property
     def port(self) -> int:
         assert self._server is not None
+        if self.handoff is not None:
+            return self.options.port  # the parent's
         return int(self._server.sockets[0].getsockname()[1])
 
     async def serve_forever(self) -> None:
@@ -263,6 +313,8 @@ class CaptionServer:
         await server.serve_forever()
 
     def close(self) -> None:
+        if self.handoff is not None:
+            self.handoff.stop()
         if self._server is not None:
             self._server.close()
         self.scheduler.shutdown()

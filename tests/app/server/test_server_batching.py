@@ -76,16 +76,21 @@ def test_processes_split_the_session_limit() -> None:
     assert plan.sessions_per_child == 22
     assert ProcessPlan(procs=4, max_sessions=2).sessions_per_child == 1
     args = argparse.Namespace(procs=3, max_sessions=64, port=8765, policy="reta")
-    child = child_args(args, plan)
-    assert (child.procs, child.max_sessions, child.reuse_port, child.port) == (1, 22, True, 8765)
-    assert args.procs == 3 and not hasattr(args, "reuse_port")  # the parent's options are left alone
+    child = child_args(args, plan, port=40001)
+    assert (child.procs, child.max_sessions, child.handoff, child.port) == (1, 22, None, 40001)
+    assert args.procs == 3 and args.port == 8765 and not hasattr(args, "handoff")  # the parent's are left alone
 
 
-def test_procs_needs_a_fixed_port_and_a_sane_count() -> None:
+def test_procs_needs_a_sane_count_and_a_free_port() -> None:
+    import socket
+
     from app.cli import main
 
-    assert main(["serve", "--procs", "2", "--port", "0"]) == 2
     assert main(["serve", "--procs", "0"]) == 2
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        assert main(["serve", "--procs", "2", "--port", str(taken.getsockname()[1])]) == 2  # before any child
 
 
 def test_serve_procs_runs_supervised_servers_on_one_port(tmp_path: Path) -> None:
@@ -155,6 +160,54 @@ def test_serve_procs_runs_supervised_servers_on_one_port(tmp_path: Path) -> None
         for pid in (children[1], restarted):
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        subprocess.run(["pkill", "-KILL", "-f", f"--port {port}"], check=False)
+
+
+def test_serve_procs_children_stop_when_the_parent_is_killed(tmp_path: Path) -> None:
+    """A parent killed outright (no SIGTERM to pass on) leaves no orphans: each child sees its hand-off channel
+    end, closes its server and exits."""
+    import os
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    exe = Path(sys.executable).with_name("simulsub")
+    proc = subprocess.Popen([str(exe), "serve", "--procs", "2", "--port", str(port), "--sessions-dir",
+                             str(tmp_path), "--asr-profile", "edge"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        assert proc.stdout is not None
+        children: list[int] = []
+        deadline = time.monotonic() + 120
+        while len(children) < 2 and time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if "listening on" in line:
+                children.append(int(line.split("process ")[1].split()[0]))
+        assert len(children) == 2
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        deadline = time.monotonic() + 30
+        alive = set(children)
+        while alive and time.monotonic() < deadline:
+            for pid in list(alive):
+                try:
+                    os.kill(pid, 0)
+                    with open(f"/proc/{pid}/stat") as f:
+                        if f.read().split()[2] == "Z":  # exited, not yet reaped by init
+                            alive.discard(pid)
+                except (ProcessLookupError, FileNotFoundError):
+                    alive.discard(pid)
+            time.sleep(0.2)
+        assert not alive, f"children still running after their parent was killed: {alive}"
     finally:
         if proc.poll() is None:
             proc.kill()
