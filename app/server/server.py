@@ -266,6 +266,9 @@ class CaptionServer:
             raise UserError(f"cannot listen on {self.options.host}:{self.options.port}: {e.strerror or e} "
                             "(another server on that port? pick one with --port)") from None
         if self.handoff is not None:
+            if not callable(getattr(self._server.server, "_protocol_factory", None)):
+                raise UserError("--procs needs asyncio.Server._protocol_factory to hand connections to this process "
+                                "(missing in this Python version): run without --procs")
             self.handoff.start(self._adopt, self._server.close)
         return self._server
 
