@@ -1,4 +1,4 @@
-"""Load test of ``simulsub serve``: concurrent real-time streams from separate processes over loopback.
+"""Load test of ``simulsub serve``: concurrent real-time streams over loopback (:mod:`benchmarks.load_clients`).
 
     .venv/bin/python -m benchmarks.server_load [--policy reta] [--max-k 16] [--seconds 40]
         [--soak-minutes 30] [--out benchmarks/results/server_load]
@@ -15,11 +15,14 @@ on``: VAD frames and translations of all sessions in shared batches), and the sa
 server processes on one port), and ``ray`` (``serve --ray`` on a private one-machine Ray cluster: two ingress
 replicas and one batching translation replica).
 
-1. Capacity: for K = 1, 2, 4, … client processes, each streams a recording in real time (100 ms PCM frames,
-   paced by the wall clock) and timestamps every caption it receives. Caption delay = receive time − the wall
+1. Capacity: for K = 1, 2, 4, … streams (asyncio tasks in ``--client-procs`` load-generator processes, starting
+   evenly over ``--spread-s``), each streams a recording in real time (100 ms PCM frames, paced by the wall clock)
+   and timestamps every caption it receives. Caption delay = receive time − the wall
    time at which the audio the caption reflects (its ``end_ms``) was sent. The largest K whose p95 delay stays
    ≤ 1.0 s is the server's real-time capacity on this machine; the server's resident memory is sampled
-   throughout (memory per session = growth over the idle server / K).
+   throughout (memory per session = growth over the idle server / K), and every row gives the CPU seconds of the
+   server and of the load generator during that step (they share the machine's cores). A K where any stream is
+   refused or dropped has no p95 and ends the ladder.
 2. Soak: one accelerated stream (as fast as the server takes it) of ``--soak-minutes`` of audio (the
    recordings looped); the server's RSS is sampled every 10 s of audio to show it stays flat.
 
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
 import socket
@@ -44,6 +46,7 @@ from typing import Any
 
 import numpy as np
 
+from benchmarks.load_clients import run_streams
 from streaming.pcm import encode_pcm16
 
 RECORDINGS = Path(__file__).resolve().parents[1] / "recordings"
@@ -104,42 +107,6 @@ def load_pcm(files: list[Path]) -> bytes:
     return encode_pcm16(np.concatenate(parts))
 
 
-def stream_client(url: str, pcm: bytes, realtime: bool, out: Any) -> None:
-    """One client process: stream ``pcm`` (16 kHz s16le) and report caption delays (s) through ``out``."""
-    import threading
-
-    from websockets.sync.client import connect
-
-    frame = 3200  # 100 ms
-    delays: list[float] = []
-    finals = 0
-    with connect(url, max_size=1 << 22) as ws:
-        ws.send(json.dumps({"type": "start", "sample_rate": 16000}))
-        t0 = time.monotonic()
-
-        def receive() -> None:
-            nonlocal finals
-            for raw in ws:
-                msg = json.loads(raw)
-                if msg["type"] in ("partial", "final"):
-                    sent_at = t0 + float(msg["end_ms"]) / 1000.0  # real time: audio t left at t0 + t
-                    delays.append(time.monotonic() - sent_at)
-                    finals += msg["type"] == "final"
-                elif msg["type"] == "summary":
-                    return
-
-        rx = threading.Thread(target=receive)
-        rx.start()
-        for i in range(0, len(pcm), frame):
-            if realtime:
-                due = t0 + (i + frame) / 32000.0
-                time.sleep(max(0.0, due - time.monotonic()))
-            ws.send(pcm[i : i + frame])
-        ws.send(json.dumps({"type": "stop"}))
-        rx.join(timeout=120)
-    out.put({"delays": delays, "finals": finals})
-
-
 def start_server(port: int, policy: str, workers: int, asr_profile: str = "default", *,
                  batching: str = "on", extra: tuple[str, ...] = ()) -> subprocess.Popen[bytes]:
     exe = Path(sys.executable).with_name("simulsub")
@@ -188,33 +155,50 @@ def _drain(stream: Any) -> None:
         pass
 
 
-def capacity(url: str, pid: int, pcm: bytes, ks: list[int], *, limit_s: float = 1.0) -> list[dict[str, Any]]:
-    ctx = mp.get_context("spawn")
+def cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of a process and its child processes, as the kernel counts them (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+        except (OSError, IndexError, ValueError):  # the process ended while being read
+            pass
+        todo += _children(p)
+    return total
+
+
+def capacity(url: str, pid: int, pcm: bytes, ks: list[int], *, limit_s: float = 1.0, client_procs: int = 1,
+             spread_s: float = 1.0) -> list[dict[str, Any]]:
+    """Raise K until p95 caption delay passes ``limit_s``; one row per K with delays, memory and the CPU seconds
+    of server and load generator in that step."""
     rows = []
     for k in ks:
-        q = ctx.Queue()
         base = rss_mb(pid)
-        procs = [ctx.Process(target=stream_client, args=(url, pcm, True, q)) for _ in range(k)]
-        for p in procs:
-            p.start()
-        peak = base
-        results: list[dict[str, Any]] = []
-        while len(results) < k:
-            peak = max(peak, rss_mb(pid))
-            try:
-                results.append(q.get(timeout=0.5))
-            except Exception:
-                if not any(p.is_alive() for p in procs) and q.empty():
-                    break
-        for p in procs:
-            p.join(timeout=30)
-        delays = np.array([d for r in results for d in r["delays"]]) if results else np.zeros(0)
-        row = {"K": k, "clients_ok": len(results), "events": int(delays.size),
+        peak = [base]
+        cpu0 = cpu_s(pid)
+
+        def sample(peak: list[float] = peak) -> None:
+            peak[0] = max(peak[0], rss_mb(pid))
+
+        load = run_streams(url, pcm, k, procs=client_procs, spread_s=spread_s, on_wait=sample)
+        server_cpu = cpu_s(pid) - cpu0
+        ok = load.ok
+        delays = np.array([d for r in ok for d in r.delays]) if ok else np.zeros(0)
+        errors = sorted({r.error for r in load.streams if r.error is not None})
+        row: dict[str, Any] = {"K": k, "clients_ok": len(ok), "events": int(delays.size),
                "p50_s": float(np.percentile(delays, 50)) if delays.size else None,
-               "p95_s": float(np.percentile(delays, 95)) if delays.size else None,
+               "p95_s": float(np.percentile(delays, 95)) if delays.size and len(ok) == k else None,
                "max_s": float(delays.max()) if delays.size else None,
-               "rss_idle_mb": round(base, 1), "rss_peak_mb": round(peak, 1),
-               "mb_per_session": round((peak - base) / k, 1)}
+               "rss_idle_mb": round(base, 1), "rss_peak_mb": round(peak[0], 1),
+               "mb_per_session": round((peak[0] - base) / k, 1),
+               "wall_s": round(load.wall_s, 1), "server_cpu_s": round(server_cpu, 1),
+               "client_cpu_s": round(load.client_cpu_s, 1),
+               "client_cpu_share": round(load.client_cpu_s / max(1e-9, load.client_cpu_s + server_cpu), 3)}
+        if errors:
+            row["errors"] = errors[:5]
         print(json.dumps(row), flush=True)
         rows.append(row)
         if row["p95_s"] is None or row["p95_s"] > limit_s:
@@ -285,6 +269,10 @@ def main() -> None:
     ap.add_argument("--ks", help="comma-separated stream counts to try (default 1, 2, 3, 4, 6, 8, 12, … ≤ --max-k)")
     ap.add_argument("--seconds", type=float, default=40.0, help="audio per client in the capacity test")
     ap.add_argument("--soak-minutes", type=float, default=30.0, help="soak of the first mode (0: none)")
+    ap.add_argument("--client-procs", type=int, default=1,
+                    help="load-generator processes; each runs its share of the streams as asyncio tasks (default 1)")
+    ap.add_argument("--spread-s", type=float, default=1.0,
+                    help="the K streams start evenly over this many seconds, as independent users would (default 1)")
     ap.add_argument("--asr-profile", default="default", help="the server's ASR profile (default, edge, whisper)")
     ap.add_argument("--delay-limit", type=float, default=1.0,
                     help="p95 caption delay (s) that counts as real time; K grows until it is passed (default 1.0)")
@@ -330,7 +318,8 @@ def main() -> None:
         url = f"ws://127.0.0.1:{port}"
         print(f"# {mode}", flush=True)
         try:
-            rows = capacity(url, server.pid, pcm, ks, limit_s=args.delay_limit)
+            rows = capacity(url, server.pid, pcm, ks, limit_s=args.delay_limit, client_procs=args.client_procs,
+                            spread_s=args.spread_s)
             if n == 0 and args.soak_minutes > 0:
                 soak_rss = soak(url, server.pid, pcm_all, args.soak_minutes)
         finally:
@@ -342,6 +331,7 @@ def main() -> None:
     command = " ".join(["python -m benchmarks.server_load", *sys.argv[1:]])
     meta = {"policy": args.policy, "asr_profile": args.asr_profile, "workers": args.workers,
             "seconds_per_client": args.seconds, "delay_limit_s": args.delay_limit,
+            "client_procs": args.client_procs, "spread_s": args.spread_s,
             "cpus": os.cpu_count(), "machine": f"{platform.machine()} {platform.processor()}".strip(),
             "command": command}
     result: dict[str, Any] = {"meta": meta, "modes": runs, "soak_rss_mb": soak_rss}
@@ -371,11 +361,14 @@ def render_markdown(result: dict[str, Any], *, soak_minutes: float) -> list[str]
         lines.append("")
     for mode, run in result["modes"].items():
         lines += [f"## {mode} (`--batching {run['batching']}`{''.join(' ' + o for o in run['serve_options'])})", "",
-                  "| K streams | p50 delay s | p95 delay s | max s | RSS idle MiB | RSS peak MiB | MiB/session |",
-                  "|---:|---:|---:|---:|---:|---:|---:|"]
+                  "| K streams | p50 delay s | p95 delay s | max s | RSS idle MiB | RSS peak MiB | MiB/session "
+                  "| server CPU s | load-generator CPU s |",
+                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in run["capacity"]:
+            cpu = (f"{r['server_cpu_s']} | {r['client_cpu_s']} ({100 * r['client_cpu_share']:.0f} %)"
+                   if "server_cpu_s" in r else "– | –")
             lines.append(f"| {r['K']} | {f(r['p50_s'])} | {f(r['p95_s'])} | {f(r['max_s'])} | {r['rss_idle_mb']} | "
-                         f"{r['rss_peak_mb']} | {r['mb_per_session']} |")
+                         f"{r['rss_peak_mb']} | {r['mb_per_session']} | {cpu} |")
         lines += ["", f"Largest K with p95 caption delay ≤ {limit:g} s: **{run['max_realtime_sessions']}**.", ""]
     rss = [m for _, m in result["soak_rss_mb"]]
     if rss:

@@ -63,6 +63,19 @@ PEER_CHECK_S = 0.25  # how often a backpressured connection is checked for a res
 TCP_CLOSE = 7  # tcpi_state of a connection the peer has reset (Linux <netinet/tcp.h>)
 
 
+async def cancel_and_wait(task: asyncio.Task[Any], *, retry_s: float = 0.05) -> None:
+    """Cancel ``task`` and wait until it has ended, cancelling again while it goes on.
+
+    ``asyncio.wait_for`` before Python 3.12 swallows a cancellation that arrives while its inner future completes
+    (CPython gh-86296): the task then simply goes on (a keepalive loop back to its next sleep), and a plain
+    ``cancel(); await task`` would wait for it forever. The task's result or exception is discarded."""
+    while not task.done():
+        task.cancel()
+        await asyncio.wait({task}, timeout=retry_s)
+    if not task.cancelled() and (e := task.exception()) is not None and not isinstance(e, ConnectionClosed):
+        logger.debug("task %s ended with %s: %s", task.get_name(), type(e).__name__, e)
+
+
 def peer_reset(sock: socket.socket) -> bool:
     """Whether the peer has reset ``sock`` (without reading from it: queued data stays queued)."""
     try:
@@ -169,9 +182,7 @@ class Connection:
             try:
                 await self.ws.close(self.close_code, close_reason(self.close_why) if self.close_why else "")
             finally:
-                drain.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await drain
+                await cancel_and_wait(drain)
 
     # -- helpers ---------------------------------------------------------------------------------------
     def _error(self, code: str, message: str) -> None:
@@ -292,9 +303,7 @@ class Connection:
                 await processor
         finally:
             for task in (reader, processor, keepalive, watch):
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError, ConnectionClosed):
-                    await task
+                await cancel_and_wait(task)
 
     @property
     def _sid(self) -> str:
