@@ -12,10 +12,12 @@ Batched are the CTranslate2 re-translation calls (:class:`BatchedTranslator`): a
 translations to single calls (checked by the tests), and a batch of 8 beam-4 prefixes costs about half as much per
 sentence as 8 calls on one CPU thread.
 
-The server turns it on with ``serve --batching on`` (off by default). Measured on 2 CPU cores in one run
-(``benchmarks/results/server_batching.md``): in a single process it changes nothing (24 real-time streams either
-way: the interpreter lock, not the CPUs, limits one process, and batching's extra session threads contend for it);
-with ``--procs 2`` it lifts capacity from 40 to 48 streams (p95 caption delay 0.37 s at 48, against 2.64 s).
+The server turns it on with ``serve --batching on`` (off by default). Measured on 2 CPU cores, with the asyncio load
+generator (``benchmarks/results/server_batching.md``, one run): in a single process it does not help (the
+unbatched process kept 32 real-time streams, the batched one missed the 1 s p95 at 32 with 1.06 s: the interpreter
+lock, not the CPUs, limits one process, and batching's extra session threads contend for it); with ``--procs 2``
+both kept 40 (p95 at 48: 1.54 s batched, 5.23 s unbatched). An earlier run the same day kept 48 batched with
+``--procs 2`` (p95 0.96 s); at 48 streams both cores are busy (1.8 of 2).
 
 Measured and left out:
 
