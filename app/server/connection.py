@@ -288,8 +288,11 @@ class Connection:
             if watch in done:  # reset while the reader waited for compute: it would only see it after the backlog
                 how = "cut"
                 reader.cancel()
+                logger.info("session %s: connection reset by the client (seen by the kernel)", self._sid)
             elif reader in done:
                 how = reader.result()
+                if how == "cut":
+                    logger.info("session %s: connection reset by the client (no close frame)", self._sid)
             if how is not None:
                 if how in ("cut", "abuse"):  # a clean close ("closed") is an end of stream: its backlog is kept
                     self._release_slot()  # the slot is free now, while the open segment is finalised
@@ -418,7 +421,6 @@ class Connection:
         while True:
             await asyncio.sleep(PEER_CHECK_S)
             if inbox.blocked and peer_reset(sock):
-                logger.info("session %s: connection reset by the client", self._sid)
                 return
 
     async def _keepalive(self, inbox: Inbox) -> None:
