@@ -21,6 +21,7 @@ exactly. All scores are natural logs.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,8 +116,11 @@ def greedy(logprobs: np.ndarray) -> Decoded:
 
 @dataclass
 class _Hyp:
-    """A prefix in the beam: decoder and LM scores, and its CTC prefix state (log, per frame: the prefix ends in
-    its last token at frame t, ``r_n``, or in a blank after it, ``r_b``) with the CTC prefix score ``psi``."""
+    """A prefix in the beam: decoder and LM scores, and its CTC prefix state with the CTC prefix score ``psi``.
+
+    The state is per frame: the probability that the prefix ends in its last token at frame t (``r_n``) or in a
+    blank after it (``r_b``), kept in probability space relative to ``exp(ctc_scale)`` (natural log): the
+    recursion is then products and sums instead of log-sum-exps."""
 
     ids: tuple[int, ...]
     am: float
@@ -125,6 +129,13 @@ class _Hyp:
     r_b: np.ndarray | None = None
     psi: float = 0.0
     oov: float = 0.0  # penalties for completed unknown words (≤ 0)
+    ctc_scale: float = 0.0
+
+    def ctc_logp(self) -> float:
+        """Log-probability of the audio's whole CTC labelling being this prefix (the sequence score)."""
+        assert self.r_n is not None and self.r_b is not None
+        end = float(self.r_n[-1] + self.r_b[-1])
+        return math.log(end) + self.ctc_scale if end > 0 else _NEG
 
 
 def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None = None,
@@ -141,11 +152,12 @@ def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None
     cw = opts.ctc_weight if use_ctc else 0.0
     skip = opts.skip_penalty if use_ctc and opts.skip_penalty > 0 else None
     k = min(opts.top_k, logprobs.shape[1])
-    x = ctc_logprobs if use_ctc else None
+    # CTC frame probabilities (float64: the prefix recursion runs in probability space)
+    x = np.exp(np.asarray(ctc_logprobs, dtype=np.float64)) if use_ctc and ctc_logprobs is not None else None
     lex = lexicon if lexicon is not None and opts.oov_penalty > 0 else None
     start = _Hyp((), 0.0, 0.0)
-    if x is not None:
-        start.r_n, start.r_b = np.full(x.shape[0], _NEG), np.cumsum(x[:, blank])
+    if x is not None:  # the empty prefix: blanks only, up to each frame
+        start.r_n, start.r_b = np.zeros(x.shape[0]), np.exp(np.cumsum(np.log(x[:, blank])))
     beams = [start]
     for row in logprobs:
         top = (np.argpartition(-row, k - 1)[:k] if k < row.shape[0] else np.arange(row.shape[0])).tolist()
@@ -158,7 +170,7 @@ def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None
         if use_lm and lm is not None:
             score += lw * (h.lms + lm.logp((lm.bos, *h.ids), lm.eos))
         if h.r_n is not None and h.r_b is not None:
-            score += cw * float(np.logaddexp(h.r_n[-1], h.r_b[-1]))  # the whole sequence, not a prefix
+            score += cw * h.ctc_logp()  # the whole sequence, not a prefix
         return score
 
     best_hyp = max(beams, key=final_score)
@@ -169,87 +181,105 @@ def _next_beams(row: np.ndarray, top: list[int], beams: list[_Hyp], opts: Decode
                 lw: float, cw: float, x: np.ndarray | None, skip: float | None, lex: Lexicon | None,
                 blank: int) -> list[_Hyp]:
     """One slot of the beam: every kept prefix extended by each of the slot's ``top`` tokens (and, with ``skip``,
-    left as it is), scored, deduplicated and cut to ``opts.beam``. Scores are plain lists and arrays; only the
-    survivors become :class:`_Hyp` objects."""
-    row_scores = row[top].tolist()
-    starts = [lex.starts_word(t) for t in top] if lex is not None else [False] * len(top)
-    ids: list[tuple[int, ...]] = []
-    am: list[float] = []
-    lms: list[float] = []
-    oov: list[float] = []
-    for h in beams:
-        if lm is not None:  # the LM history is built once per kept prefix, not once per candidate
-            hist = (lm.bos, *h.ids[max(0, len(h.ids) + 1 - lm.order):])
-            lps = [lm.logp(hist, t) for t in top]
-        else:
-            lps = [0.0] * len(top)
-        # a word-start piece completes the word before it: an unknown word there costs oov_penalty
-        unknown = lex is not None and bool(h.ids) and lex.last_word_unknown(h.ids)
-        for t, s, lp, st in zip(top, row_scores, lps, starts, strict=True):
-            ids.append((*h.ids, t))
-            am.append(h.am + s)
-            lms.append(h.lms + lp)
-            oov.append(h.oov - opts.oov_penalty if unknown and st else h.oov)
-    n = len(ids)
+    left as it is), scored, deduplicated and cut to ``opts.beam``.
+
+    Candidate ``i`` is prefix ``i // k`` plus token ``top[i % k]``; the skips follow as ``n + j``. Scores are
+    ``[beams, k]`` arrays; token tuples are built only for candidates taken in score order until the beam is
+    full (the same tokens reached by skipping different slots count once, with their best score)."""
+    k, nb = len(top), len(beams)
+    n = k * nb
+    row_scores = row[top].astype(np.float64)
+    p_am = np.array([h.am for h in beams])
+    p_lms = np.array([h.lms for h in beams])
+    p_oov = np.array([h.oov for h in beams])
+    am = p_am[:, None] + row_scores[None, :]
+    lms = p_lms[:, None]
+    if lm is not None:  # the LM history is built once per kept prefix, not once per candidate
+        lps = [lm.logp_tokens((lm.bos, *h.ids[max(0, len(h.ids) + 1 - lm.order):]), top) for h in beams]
+        lms = lms + np.array(lps)
+    else:
+        lms = np.broadcast_to(lms, (nb, k))
+    oov = np.broadcast_to(p_oov[:, None], (nb, k))
+    if lex is not None:  # a word-start piece completes the word before it: an unknown word there costs oov_penalty
+        starts = np.array([lex.starts_word(t) for t in top])
+        unknown = np.array([bool(h.ids) and lex.last_word_unknown(h.ids) for h in beams])
+        oov = np.where(unknown[:, None] & starts[None, :], oov - opts.oov_penalty, oov)
     new_n = new_b = None
-    psi = [0.0] * n
+    psi = np.zeros((nb, k))
     if x is not None:
-        r_n = np.repeat(np.stack([h.r_n for h in beams if h.r_n is not None]), len(top), axis=0)
-        r_b = np.repeat(np.stack([h.r_b for h in beams if h.r_b is not None]), len(top), axis=0)
-        last = np.repeat(np.array([h.ids[-1] if h.ids else -1 for h in beams]), len(top))
-        empty = np.repeat(np.array([not h.ids for h in beams]), len(top))
-        new_n, new_b, psi_arr = _ctc_scores(x, r_n, r_b, np.array(top * len(beams)), last, empty, blank)
-        psi = psi_arr.tolist()
-    kept: dict[tuple[int, ...], tuple[float, int]] = {}
-    for i in range(n):  # the same tokens reached by skipping different slots: keep the better
-        score = am[i] + lw * lms[i] + cw * psi[i] + oov[i]
-        if ids[i] not in kept or kept[ids[i]][0] < score:
-            kept[ids[i]] = (score, i)
+        r_n = np.repeat(np.stack([h.r_n for h in beams if h.r_n is not None]), k, axis=0)
+        r_b = np.repeat(np.stack([h.r_b for h in beams if h.r_b is not None]), k, axis=0)
+        last = np.repeat(np.array([h.ids[-1] if h.ids else -1 for h in beams]), k)
+        empty = np.repeat(np.array([not h.ids for h in beams]), k)
+        new_n, new_b, psi_prob = _ctc_scores(x, r_n, r_b, np.array(top * nb), last, empty, blank)
+        with np.errstate(divide="ignore"):
+            psi_log = np.log(psi_prob.reshape(nb, k)) + np.array([h.ctc_scale for h in beams])[:, None]
+        psi = np.maximum(psi_log, _NEG)
+    scores = (am + lw * lms + cw * psi + oov).ravel()
     if skip is not None:  # leave this slot out: the prefix keeps its scores and CTC state
         best = float(row.max())
-        for j, h in enumerate(beams):
-            score = h.am + best - skip + lw * h.lms + cw * h.psi + h.oov
-            if h.ids not in kept or kept[h.ids][0] < score:
-                kept[h.ids] = (score, n + j)
+        p_psi = np.array([h.psi for h in beams])
+        scores = np.concatenate([scores, p_am + best - skip + lw * p_lms + cw * p_psi + p_oov])
+    chosen: list[int] = []
+    seen: set[tuple[int, ...]] = set()
+    for i in np.argsort(-scores, kind="stable").tolist():
+        ids = (*beams[i // k].ids, top[i % k]) if i < n else beams[i - n].ids
+        if ids in seen:
+            continue
+        seen.add(ids)
+        chosen.append(i)
+        if len(chosen) == opts.beam:
+            break
+    extended = [i for i in chosen if i < n]
+    states: dict[int, tuple[np.ndarray, np.ndarray, float]] = {}
+    if new_n is not None and new_b is not None and extended:
+        # the survivors' states, rescaled so that their largest value is 1 (their scale keeps the log of it)
+        sel = np.array(extended)
+        sn, sb = new_n[sel], new_b[sel]
+        peak = np.maximum(sn.max(axis=1), sb.max(axis=1))
+        live = peak > 0
+        div = np.where(live, peak, 1.0)
+        sn, sb = sn / div[:, None], sb / div[:, None]
+        shift = np.where(live, np.log(div), _NEG)
+        for j, i in enumerate(extended):
+            states[i] = (sn[j], sb[j], beams[i // k].ctc_scale + float(shift[j]))
     out: list[_Hyp] = []
-    for _, i in sorted(kept.values(), key=lambda si: -si[0])[: opts.beam]:
+    am_f, lms_f, oov_f, psi_f = am.ravel(), lms.ravel(), oov.ravel(), psi.ravel()
+    for i in chosen:
         if i < n:
-            out.append(_Hyp(ids[i], am[i], lms[i], None if new_n is None else new_n[i],
-                            None if new_b is None else new_b[i], psi[i], oov[i]))
+            h = beams[i // k]
+            st = states.get(i)
+            out.append(_Hyp((*h.ids, top[i % k]), float(am_f[i]), float(lms_f[i]),
+                            None if st is None else st[0], None if st is None else st[1], float(psi_f[i]),
+                            float(oov_f[i]), 0.0 if st is None else st[2]))
         else:
             h = beams[i - n]
             out.append(_Hyp(h.ids, h.am + best - skip if skip is not None else h.am, h.lms, h.r_n, h.r_b, h.psi,
-                            h.oov))
+                            h.oov, h.ctc_scale))
     return out
 
 
 def _ctc_scores(x: np.ndarray, r_n: np.ndarray, r_b: np.ndarray, tok: np.ndarray, last: np.ndarray,
                 empty: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CTC prefix recursion for ``C`` candidates: parents' states ``r_n``/``r_b`` ``[C, T]``, the token each
-    adds ``tok``, its parent's last token ``last`` (-1: none) and whether the parent is empty → new ``r_n``,
-    ``r_b`` ``[C, T]`` and prefix scores ``psi`` ``[C]``."""
+    """The CTC prefix recursion for ``C`` candidates, in probability space: frame probabilities ``x`` ``[T, V]``,
+    parents' states ``r_n``/``r_b`` ``[C, T]`` (each relative to its parent's scale), the token each adds ``tok``,
+    its parent's last token ``last`` (-1: none) and whether the parent is empty → new ``r_n``, ``r_b`` ``[C, T]``
+    and prefix probabilities ``psi`` ``[C]``, on the same scales as the parents'."""
     t_max, c = x.shape[0], tok.shape[0]
     # a repeated token must be separated from the previous one by a blank; frame-major ([T, C]) from here on, so
     # every step of the scan reads and writes contiguous rows in place
-    phi = np.ascontiguousarray(np.where((tok == last)[:, None], r_b, np.logaddexp(r_n, r_b)).T)
+    phi = np.ascontiguousarray(np.where((tok == last)[:, None], r_b, r_n + r_b).T)
     xc = x[:, tok]  # [T, C]
-    # the states keep their parents' dtypes; each step computes in the promoted type and rounds once on storing
-    new_n = np.empty((t_max, c), dtype=r_n.dtype)
-    new_b = np.empty((t_max, c), dtype=r_b.dtype)
-    new_n[0] = np.where(empty, xc[0], _NEG)
-    new_b[0] = _NEG
-    psi = new_n[0].copy()
     x_blank = x[:, blank]
-    step_n = np.empty(c, dtype=np.result_type(new_n, phi, xc))
-    step_b = np.empty(c, dtype=np.result_type(new_n, new_b, x_blank))
-    emit = np.empty(c, dtype=np.result_type(phi, xc))
+    # the prefix ends at frame t with its new token emitted at t after phi at t-1 (or repeated from t-1)
+    psi = np.where(empty, xc[0], 0.0) + np.einsum("tc,tc->c", phi[:-1], xc[1:])
+    new_n = np.empty((t_max, c))
+    new_b = np.empty((t_max, c))
+    new_n[0] = np.where(empty, xc[0], 0.0)
+    new_b[0] = 0.0
     for t in range(1, t_max):
-        np.logaddexp(new_n[t - 1], phi[t - 1], out=step_n)
-        step_n += xc[t]
-        new_n[t] = step_n
-        np.logaddexp(new_n[t - 1], new_b[t - 1], out=step_b)
-        step_b += x_blank[t]
-        new_b[t] = step_b
-        np.add(phi[t - 1], xc[t], out=emit)
-        psi = np.logaddexp(psi, emit)
+        np.add(new_n[t - 1], phi[t - 1], out=new_n[t])
+        new_n[t] *= xc[t]
+        np.add(new_n[t - 1], new_b[t - 1], out=new_b[t])
+        new_b[t] *= x_blank[t]
     return new_n.T, new_b.T, psi

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 FORMAT_VERSION = 1
-_CACHE_LIMIT = 20_000  # memoised lookups (about 4 MB); a server must not grow with the speech it hears
+_CACHE_LIMIT = 5_000  # memoised back-off walks of contexts (about 5 MB); a server must not grow with what it hears
 
 
 def _key(ids: Sequence[int], vocab: int) -> int:
@@ -42,7 +42,7 @@ class TokenNgramLM:
         self._logprob = logprob  # [n] → key of (ctx..., w) → log p(w | ctx), for n = 1..order (index n - 1)
         self._backoff = backoff  # [n] → key of a context of n tokens → log back-off weight, n = 1..order - 1
         self._unseen = math.log(1.0 / vocab_size)
-        self._cache: dict[tuple[tuple[int, ...], int], float] = {}
+        self._cache: dict[tuple[int, ...], list[tuple[dict[int, float], int, float]]] = {}  # back-off walks
         self.words = words
 
     # --- estimation --------------------------------------------------------------------------------------------
@@ -97,28 +97,45 @@ class TokenNgramLM:
     # --- queries -----------------------------------------------------------------------------------------------
     def logp(self, history: Sequence[int], token: int) -> float:
         """Natural log p(``token`` | ``history``); ``history`` starts with ``bos`` for a sentence start."""
-        ctx = tuple(history[len(history) - self.order + 1:]) if self.order > 1 else ()
-        hit = self._cache.get((ctx, token))
-        if hit is not None:
-            return hit
-        value = self._lookup(ctx, token)
-        if len(self._cache) > _CACHE_LIMIT:
-            self._cache.clear()
-        self._cache[(ctx, token)] = value
-        return value
+        return self.logp_tokens(history, (token,))[0]
 
-    def _lookup(self, ctx: tuple[int, ...], token: int) -> float:
-        back = 0.0
+    def logp_tokens(self, history: Sequence[int], tokens: Sequence[int]) -> list[float]:
+        """Natural log p(t | ``history``) for each t of ``tokens`` (one back-off walk of the history for all)."""
+        ctx = tuple(history[len(history) - self.order + 1:]) if self.order > 1 else ()
+        levels = self._cache.get(ctx)
+        if levels is None:
+            levels = self._levels(ctx)
+            if len(self._cache) > _CACHE_LIMIT:
+                self._cache.clear()
+            self._cache[ctx] = levels
+        out: list[float] = []
+        for token in tokens:
+            for table, base, back in levels:
+                got = table.get(base + token)
+                if got is not None:
+                    out.append(back + got)
+                    break
+            else:
+                out.append(self._lookup_unseen(levels))
+        return out
+
+    def _levels(self, ctx: tuple[int, ...]) -> list[tuple[dict[int, float], int, float]]:
+        """The back-off walk of a context, longest suffix first: (n-gram table, key of ``(*suffix, 0)``, back-off
+        weight summed before that level), then the unigram level; a token's key at a level is its base + id."""
         v = self.vocab_size
+        back = 0.0
+        levels: list[tuple[dict[int, float], int, float]] = []
         for start in range(len(ctx) + 1):
             c = ctx[start:]
             n = len(c)
-            got = self._logprob[n].get(_key((*c, token), v))
-            if got is not None:
-                return back + got
+            levels.append((self._logprob[n], _key(c, v) * v, back))
             if n:
                 back += self._backoff[n - 1].get(_key(c, v), 0.0)
-        return back + self._logprob[0][-1]
+        return levels
+
+    def _lookup_unseen(self, levels: list[tuple[dict[int, float], int, float]]) -> float:
+        """A token no level has: the whole back-off weight plus the unseen-token log-probability."""
+        return levels[-1][2] + self._logprob[0][-1]
 
     def sentence_logp(self, ids: Sequence[int]) -> float:
         """Log-probability of a whole token sequence, ``</s>`` included."""

@@ -134,22 +134,26 @@ def test_ctc_rescoring_drops_a_doubled_slot() -> None:
 
 
 def test_ctc_prefix_recursion_ends_at_the_sequence_probability() -> None:
+    """The probability-space recursion (states relative to a scale) gives every prefix at least its sequence
+    probability and ends at exactly the sequence probability of the forward algorithm."""
     from models.asr.decoding import _ctc_scores, _Hyp
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(9, 5))
     x = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+    p = np.exp(x)
     for seq in [(1, 2, 2), (3,), (4, 1, 4, 1)]:
-        h = _Hyp((), 0.0, 0.0, np.full(9, -1e30), np.cumsum(x[:, 0]))
+        h = _Hyp((), 0.0, 0.0, np.zeros(9), np.exp(np.cumsum(x[:, 0])))
         for t in seq:
             assert h.r_n is not None and h.r_b is not None
-            r_n, r_b, psi = _ctc_scores(x, h.r_n[None], h.r_b[None], np.array([t]),
+            r_n, r_b, psi = _ctc_scores(p, h.r_n[None], h.r_b[None], np.array([t]),
                                         np.array([h.ids[-1] if h.ids else -1]), np.array([not h.ids]), blank=0)
-            nxt = _Hyp((*h.ids, t), 0.0, 0.0, r_n[0], r_b[0], float(psi[0]))
+            peak = max(r_n.max(), r_b.max())  # rescaled as the beam does it: the largest state value is 1
+            nxt = _Hyp((*h.ids, t), 0.0, 0.0, r_n[0] / peak, r_b[0] / peak, float(np.log(psi[0])) + h.ctc_scale,
+                       ctc_scale=h.ctc_scale + float(np.log(peak)))
             assert nxt.psi >= float(ctc_sequence_logp(x, [nxt.ids])[0]) - 1e-9  # a prefix is at least as likely
             h = nxt
-        assert h.r_n is not None and h.r_b is not None
-        assert float(np.logaddexp(h.r_n[-1], h.r_b[-1])) == pytest.approx(float(ctc_sequence_logp(x, [seq])[0]))
+        assert h.ctc_logp() == pytest.approx(float(ctc_sequence_logp(x, [seq])[0]))
 
 
 def test_model_directory_names_its_lm(tiny_export: tuple[Path, object], tmp_path: Path) -> None:
