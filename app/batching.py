@@ -13,11 +13,10 @@ translations to single calls (checked by the tests), and a batch of 8 beam-4 pre
 sentence as 8 calls on one CPU thread.
 
 The server turns it on with ``serve --batching on`` (off by default). Measured on 2 CPU cores, with the asyncio load
-generator (``benchmarks/results/server_batching.md``, one run): in a single process it does not help (the
-unbatched process kept 32 real-time streams, the batched one missed the 1 s p95 at 32 with 1.06 s: the interpreter
-lock, not the CPUs, limits one process, and batching's extra session threads contend for it); with ``--procs 2``
-both kept 40 (p95 at 48: 1.54 s batched, 5.23 s unbatched). An earlier run the same day kept 48 batched with
-``--procs 2`` (p95 0.96 s); at 48 streams both cores are busy (1.8 of 2).
+generator (``benchmarks/results/server_batching.md``, all four configurations in one run): one unbatched process kept
+32 real-time streams at a p95 caption delay ≤ 1 s, one batched process 40, and with ``--procs 2`` both kept 48.
+Over four runs (``benchmarks/results/server_batching_runs.md``) batched ``--procs 2`` kept 48 every time (p95
+0.67–0.77 s at 48) and the single unbatched process 32–40. At 48 streams the two processes use 1.6 of the 2 cores.
 
 Measured and left out:
 

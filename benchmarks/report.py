@@ -130,6 +130,7 @@ def write_report(result: dict[str, Any], out: Path, results_dir: Path) -> Path:
     lines += real_speech_section(results_dir, out)
     lines += included_section(results_dir, out, "server_reliability", "Server reliability")
     lines += included_section(results_dir, out, "server_batching", "Server capacity by configuration")
+    lines += included_section(results_dir, out, "server_batching_runs", "Server capacity over repeated runs (batching)")
     lines += included_section(results_dir, out, "server_ray", "Server capacity with Ray Serve")
     lines += included_section(results_dir, out, "server_procs_runs", "Server capacity over repeated runs")
     lines += included_section(results_dir, out, "simuleval_agreement", "simulsub score vs SimulEval")

@@ -119,8 +119,8 @@ class _Hyp:
     """A prefix in the beam: decoder and LM scores, and its CTC prefix state with the CTC prefix score ``psi``.
 
     The state is per frame: the probability that the prefix ends in its last token at frame t (``r_n``) or in a
-    blank after it (``r_b``), kept in probability space relative to ``exp(ctc_scale)`` (natural log): the
-    recursion is then products and sums instead of log-sum-exps."""
+    blank after it (``r_b``), kept in probability space in the units of :class:`_CtcFrames` times
+    ``exp(ctc_scale)`` (natural log): the recursion is then products and sums instead of log-sum-exps."""
 
     ids: tuple[int, ...]
     am: float
@@ -131,11 +131,32 @@ class _Hyp:
     oov: float = 0.0  # penalties for completed unknown words (≤ 0)
     ctc_scale: float = 0.0
 
-    def ctc_logp(self) -> float:
+    def ctc_logp(self, frames: _CtcFrames) -> float:
         """Log-probability of the audio's whole CTC labelling being this prefix (the sequence score)."""
         assert self.r_n is not None and self.r_b is not None
         end = float(self.r_n[-1] + self.r_b[-1])
-        return math.log(end) + self.ctc_scale if end > 0 else _NEG
+        return math.log(end) + self.ctc_scale + float(frames.log_units[-1]) if end > 0 else _NEG
+
+
+@dataclass(frozen=True)
+class _CtcFrames:
+    """CTC frame probabilities for the prefix recursion, each frame divided by its largest label probability:
+    ``probs`` ``[T, V]`` (≤ 1, the best label 1) and ``log_units`` ``[T]``, the log of the product of those
+    maxima up to each frame. A state value at frame t is in units of ``exp(log_units[t])``, so it falls only as
+    far as its path is worse than each frame's best label and stays in the float64 range over long segments."""
+
+    probs: np.ndarray
+    log_units: np.ndarray
+
+    @classmethod
+    def from_logprobs(cls, logprobs: np.ndarray) -> _CtcFrames:
+        x = np.asarray(logprobs, dtype=np.float64)
+        top = x.max(axis=1)
+        return cls(np.exp(x - top[:, None]), np.cumsum(top))
+
+    def empty_prefix(self, blank: int) -> tuple[np.ndarray, np.ndarray]:
+        """States of the empty prefix (blanks only, up to each frame)."""
+        return np.zeros(self.probs.shape[0]), np.exp(np.cumsum(np.log(self.probs[:, blank])))
 
 
 def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None = None,
@@ -152,12 +173,11 @@ def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None
     cw = opts.ctc_weight if use_ctc else 0.0
     skip = opts.skip_penalty if use_ctc and opts.skip_penalty > 0 else None
     k = min(opts.top_k, logprobs.shape[1])
-    # CTC frame probabilities (float64: the prefix recursion runs in probability space)
-    x = np.exp(np.asarray(ctc_logprobs, dtype=np.float64)) if use_ctc and ctc_logprobs is not None else None
+    x = _CtcFrames.from_logprobs(ctc_logprobs) if use_ctc and ctc_logprobs is not None else None
     lex = lexicon if lexicon is not None and opts.oov_penalty > 0 else None
     start = _Hyp((), 0.0, 0.0)
-    if x is not None:  # the empty prefix: blanks only, up to each frame
-        start.r_n, start.r_b = np.zeros(x.shape[0]), np.exp(np.cumsum(np.log(x[:, blank])))
+    if x is not None:
+        start.r_n, start.r_b = x.empty_prefix(blank)
     beams = [start]
     for row in logprobs:
         top = (np.argpartition(-row, k - 1)[:k] if k < row.shape[0] else np.arange(row.shape[0])).tolist()
@@ -169,8 +189,8 @@ def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None
             score -= opts.oov_penalty
         if use_lm and lm is not None:
             score += lw * (h.lms + lm.logp((lm.bos, *h.ids), lm.eos))
-        if h.r_n is not None and h.r_b is not None:
-            score += cw * h.ctc_logp()  # the whole sequence, not a prefix
+        if x is not None and h.r_n is not None and h.r_b is not None:
+            score += cw * h.ctc_logp(x)  # the whole sequence, not a prefix
         return score
 
     best_hyp = max(beams, key=final_score)
@@ -178,7 +198,7 @@ def decode(logprobs: np.ndarray, opts: DecodeOptions, *, lm: TokenNgramLM | None
 
 
 def _next_beams(row: np.ndarray, top: list[int], beams: list[_Hyp], opts: DecodeOptions, lm: TokenNgramLM | None,
-                lw: float, cw: float, x: np.ndarray | None, skip: float | None, lex: Lexicon | None,
+                lw: float, cw: float, x: _CtcFrames | None, skip: float | None, lex: Lexicon | None,
                 blank: int) -> list[_Hyp]:
     """One slot of the beam: every kept prefix extended by each of the slot's ``top`` tokens (and, with ``skip``,
     left as it is), scored, deduplicated and cut to ``opts.beam``.
@@ -211,10 +231,8 @@ def _next_beams(row: np.ndarray, top: list[int], beams: list[_Hyp], opts: Decode
         r_b = np.repeat(np.stack([h.r_b for h in beams if h.r_b is not None]), k, axis=0)
         last = np.repeat(np.array([h.ids[-1] if h.ids else -1 for h in beams]), k)
         empty = np.repeat(np.array([not h.ids for h in beams]), k)
-        new_n, new_b, psi_prob = _ctc_scores(x, r_n, r_b, np.array(top * nb), last, empty, blank)
-        with np.errstate(divide="ignore"):
-            psi_log = np.log(psi_prob.reshape(nb, k)) + np.array([h.ctc_scale for h in beams])[:, None]
-        psi = np.maximum(psi_log, _NEG)
+        new_n, new_b, psi_log = _ctc_scores(x, r_n, r_b, np.array(top * nb), last, empty, blank)
+        psi = np.maximum(psi_log.reshape(nb, k) + np.array([h.ctc_scale for h in beams])[:, None], _NEG)
     scores = (am + lw * lms + cw * psi + oov).ravel()
     if skip is not None:  # leave this slot out: the prefix keeps its scores and CTC state
         best = float(row.max())
@@ -259,20 +277,19 @@ def _next_beams(row: np.ndarray, top: list[int], beams: list[_Hyp], opts: Decode
     return out
 
 
-def _ctc_scores(x: np.ndarray, r_n: np.ndarray, r_b: np.ndarray, tok: np.ndarray, last: np.ndarray,
+def _ctc_scores(frames: _CtcFrames, r_n: np.ndarray, r_b: np.ndarray, tok: np.ndarray, last: np.ndarray,
                 empty: np.ndarray, blank: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The CTC prefix recursion for ``C`` candidates, in probability space: frame probabilities ``x`` ``[T, V]``,
-    parents' states ``r_n``/``r_b`` ``[C, T]`` (each relative to its parent's scale), the token each adds ``tok``,
-    its parent's last token ``last`` (-1: none) and whether the parent is empty → new ``r_n``, ``r_b`` ``[C, T]``
-    and prefix probabilities ``psi`` ``[C]``, on the same scales as the parents'."""
+    """The CTC prefix recursion for ``C`` candidates, in probability space: parents' states ``r_n``/``r_b``
+    ``[C, T]`` (in ``frames``' units, each times its parent's scale), the token each adds ``tok``, its parent's last
+    token ``last`` (-1: none) and whether the parent is empty → new ``r_n``, ``r_b`` ``[C, T]`` on the parents'
+    scales and the log prefix probabilities ``psi`` ``[C]`` (natural log, less each parent's scale)."""
+    x = frames.probs
     t_max, c = x.shape[0], tok.shape[0]
     # a repeated token must be separated from the previous one by a blank; frame-major ([T, C]) from here on, so
     # every step of the scan reads and writes contiguous rows in place
     phi = np.ascontiguousarray(np.where((tok == last)[:, None], r_b, r_n + r_b).T)
     xc = x[:, tok]  # [T, C]
     x_blank = x[:, blank]
-    # the prefix ends at frame t with its new token emitted at t after phi at t-1 (or repeated from t-1)
-    psi = np.where(empty, xc[0], 0.0) + np.einsum("tc,tc->c", phi[:-1], xc[1:])
     new_n = np.empty((t_max, c))
     new_b = np.empty((t_max, c))
     new_n[0] = np.where(empty, xc[0], 0.0)
@@ -282,4 +299,15 @@ def _ctc_scores(x: np.ndarray, r_n: np.ndarray, r_b: np.ndarray, tok: np.ndarray
         new_n[t] *= xc[t]
         np.add(new_n[t - 1], new_b[t - 1], out=new_b[t])
         new_b[t] *= x_blank[t]
+    # psi: the new token emitted at frame t after phi at t-1 (the empty prefix: at frame 0 too), summed over t; the
+    # terms are in different frames' units, so the sum is taken in logs
+    terms = np.empty((t_max, c))
+    terms[0] = new_n[0]
+    np.multiply(phi[:-1], xc[1:], out=terms[1:])
+    with np.errstate(divide="ignore"):
+        logs = np.log(terms) + frames.log_units[:, None]
+    peak = logs.max(axis=0)
+    live = np.isfinite(peak)
+    safe = np.where(live, peak, 0.0)
+    psi = np.where(live, safe + np.log(np.exp(logs - safe).sum(axis=0)), _NEG)
     return new_n.T, new_b.T, psi

@@ -133,27 +133,47 @@ def test_ctc_rescoring_drops_a_doubled_slot() -> None:
         DecodeOptions(lm_weight=-1.0)
 
 
+def test_ctc_corrects_slots_over_a_long_segment() -> None:
+    """800 frames, 40 tokens, blanks only likely: every path's probability is far below the float64 range, so this
+    checks the rescaled states. Where the decoder slightly prefers a wrong token, the CTC frames win."""
+    rng = np.random.default_rng(7)
+    planted = [int(t) for t in rng.integers(4, V, size=40)]
+    frames = np.full((800, V), math.log(0.7 / (V - 1)))
+    frames[:, 0] = math.log(0.3)  # blank the likeliest label between the tokens
+    for i, tok in enumerate(planted):
+        t = 10 + 20 * i
+        frames[t] = math.log(0.2 / (V - 1))
+        frames[t, tok] = math.log(0.8)
+    frames -= np.log(np.exp(frames).sum(axis=1, keepdims=True))
+    assert float(frames.max(axis=1).sum()) < -745  # even the best path's probability underflows
+    wrong = {3: 9 if planted[3] != 9 else 10, 21: 4 if planted[21] != 4 else 5, 38: 11 if planted[38] != 11 else 6}
+    dec = _slots(*({wrong[i]: 0.5, tok: 0.4} if i in wrong else {tok: 0.9} for i, tok in enumerate(planted)))
+    assert greedy(dec).ids != tuple(planted)
+    got = decode(dec, DecodeOptions(lm_weight=0.0, ctc_weight=0.7, skip_penalty=6.0, beam=8), ctc_logprobs=frames)
+    assert got.ids == tuple(planted)
+
+
 def test_ctc_prefix_recursion_ends_at_the_sequence_probability() -> None:
-    """The probability-space recursion (states relative to a scale) gives every prefix at least its sequence
-    probability and ends at exactly the sequence probability of the forward algorithm."""
-    from models.asr.decoding import _ctc_scores, _Hyp
+    """The probability-space recursion (per-frame units, states rescaled as the beam does it) gives every prefix
+    at least its sequence probability and ends at exactly the sequence probability of the forward algorithm."""
+    from models.asr.decoding import _ctc_scores, _CtcFrames, _Hyp
 
     rng = np.random.default_rng(3)
     logits = rng.normal(size=(9, 5))
     x = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
-    p = np.exp(x)
+    frames = _CtcFrames.from_logprobs(x)
     for seq in [(1, 2, 2), (3,), (4, 1, 4, 1)]:
-        h = _Hyp((), 0.0, 0.0, np.zeros(9), np.exp(np.cumsum(x[:, 0])))
+        h = _Hyp((), 0.0, 0.0, *frames.empty_prefix(0))
         for t in seq:
             assert h.r_n is not None and h.r_b is not None
-            r_n, r_b, psi = _ctc_scores(p, h.r_n[None], h.r_b[None], np.array([t]),
+            r_n, r_b, psi = _ctc_scores(frames, h.r_n[None], h.r_b[None], np.array([t]),
                                         np.array([h.ids[-1] if h.ids else -1]), np.array([not h.ids]), blank=0)
-            peak = max(r_n.max(), r_b.max())  # rescaled as the beam does it: the largest state value is 1
-            nxt = _Hyp((*h.ids, t), 0.0, 0.0, r_n[0] / peak, r_b[0] / peak, float(np.log(psi[0])) + h.ctc_scale,
+            peak = max(r_n.max(), r_b.max())
+            nxt = _Hyp((*h.ids, t), 0.0, 0.0, r_n[0] / peak, r_b[0] / peak, float(psi[0]) + h.ctc_scale,
                        ctc_scale=h.ctc_scale + float(np.log(peak)))
             assert nxt.psi >= float(ctc_sequence_logp(x, [nxt.ids])[0]) - 1e-9  # a prefix is at least as likely
             h = nxt
-        assert h.ctc_logp() == pytest.approx(float(ctc_sequence_logp(x, [seq])[0]))
+        assert h.ctc_logp(frames) == pytest.approx(float(ctc_sequence_logp(x, [seq])[0]))
 
 
 def test_model_directory_names_its_lm(tiny_export: tuple[Path, object], tmp_path: Path) -> None:
