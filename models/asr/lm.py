@@ -115,8 +115,8 @@ class TokenNgramLM:
                 if got is not None:
                     out.append(back + got)
                     break
-            else:
-                out.append(self._lookup_unseen(levels))
+            else:  # no level has it: the whole back-off weight plus the unseen-token log-probability
+                out.append(levels[-1][2] + self._logprob[0][-1])
         return out
 
     def _levels(self, ctx: tuple[int, ...]) -> list[tuple[dict[int, float], int, float]]:
@@ -128,14 +128,11 @@ class TokenNgramLM:
         for start in range(len(ctx) + 1):
             c = ctx[start:]
             n = len(c)
-            levels.append((self._logprob[n], _key(c, v) * v, back))
+            key = _key(c, v)
+            levels.append((self._logprob[n], key * v, back))
             if n:
-                back += self._backoff[n - 1].get(_key(c, v), 0.0)
+                back += self._backoff[n - 1].get(key, 0.0)
         return levels
-
-    def _lookup_unseen(self, levels: list[tuple[dict[int, float], int, float]]) -> float:
-        """A token no level has: the whole back-off weight plus the unseen-token log-probability."""
-        return levels[-1][2] + self._logprob[0][-1]
 
     def sentence_logp(self, ids: Sequence[int]) -> float:
         """Log-probability of a whole token sequence, ``</s>`` included."""
